@@ -1,0 +1,1 @@
+"""Generator families, one file each; every one trains its private networks through privacy.private_gradients."""

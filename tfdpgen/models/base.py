@@ -1,0 +1,88 @@
+"""The base of every generator: a Keras Model whose train_step trains the networks that read private records with DP."""
+import tensorflow as tf
+
+from tfdpgen.privacy.budget import PrivacyBudget
+from tfdpgen.privacy.gradients import private_gradients
+from tfdpgen.privacy.optimizers import make_dp_optimizer
+from tfdpgen.privacy.report import privacy_report
+from tfdpgen.privacy.settings import PrivacySettings
+
+
+class DPGenerativeModel(tf.keras.Model):
+    """A generator trained with DP-SGD in `model.fit`.
+
+    Subclasses define `per_example_terms(x, y, training)` (a dict of per-example vectors whose "loss" entry is
+    differentiated), `private_networks` (every network that reads private records), `generator_networks` (what is
+    exported) and `generate(z, labels)`. The step count the accountant uses is the model variable `dp_steps`, so
+    checkpoints carry it.
+    """
+
+    metric_names = ("loss",)
+
+    def __init__(self, latent_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.latent_dim = latent_dim
+        self.privacy = None
+        self.dp_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="dp_steps")
+        self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in self.metric_names}
+
+    def compile(self, privacy: PrivacySettings, optimizer: str = "adam", learning_rate: float = 1e-3, **kwargs):
+        """Compile with DP settings; `optimizer` names a TF Privacy vectorized DP optimizer ("sgd" or "adam")."""
+        if not isinstance(privacy, PrivacySettings):
+            raise TypeError(f"compile(privacy=...) needs PrivacySettings, got {type(privacy).__name__}.")
+        self.privacy = privacy if privacy.is_resolved else privacy.resolved()
+        super().compile(optimizer=make_dp_optimizer(optimizer, self.privacy, learning_rate), **kwargs)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    @property
+    def private_networks(self):
+        raise NotImplementedError
+
+    @property
+    def generator_networks(self):
+        raise NotImplementedError
+
+    def per_example_terms(self, x, y, training):
+        raise NotImplementedError
+
+    def generate(self, z, labels=None):
+        raise NotImplementedError
+
+    def train_step(self, data):
+        x, y, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            terms = self.per_example_terms(x, y, training=True)
+            loss = terms["loss"] if weights is None else terms["loss"] * tf.cast(weights, terms["loss"].dtype)
+        variables = [v for network in self.private_networks for v in network.trainable_variables]
+        gradients = private_gradients(self.optimizer, tape, loss, variables, self.privacy.batch_size)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        self.dp_steps.assign_add(1)
+        for name, values in terms.items():
+            self.trackers[name].update_state(values, sample_weight=weights)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def test_step(self, data):
+        x, y, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
+        for name, values in self.per_example_terms(x, y, training=False).items():
+            self.trackers[name].update_state(values, sample_weight=weights)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """Keras fit, with a PrivacyBudget callback first unless one is given: epsilon in the logs, stop at target."""
+        if self.privacy is None:
+            raise RuntimeError("compile the model with PrivacySettings before fit.")
+        callbacks = list(callbacks or [])
+        if not any(isinstance(callback, PrivacyBudget) for callback in callbacks):
+            callbacks.insert(0, PrivacyBudget())
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def privacy_report(self) -> dict:
+        """The privacy.json fields for the steps this model has taken."""
+        return privacy_report(self.privacy, int(self.dp_steps.numpy()))
+
+    def sample(self, num_samples: int, seed: int = 0, labels=None):
+        z = tf.random.stateless_normal([num_samples, self.latent_dim], seed=[seed, 0])
+        return self.generate(z, labels).numpy()

@@ -1,0 +1,70 @@
+"""Privacy accounting for DP-SGD with dp_accounting: epsilon from settings, noise from a target epsilon.
+
+Every DP step is one Poisson-subsampled Gaussian release (sampling probability q, noise multiplier z); T steps are its
+T-fold composition. RDP is the default accountant; PLD is tighter and slower.
+"""
+import math
+
+import dp_accounting
+
+ACCOUNTANTS = ("rdp", "pld")
+
+
+def dp_sgd_event(noise_multiplier: float, sampling_probability: float, steps: int) -> dp_accounting.DpEvent:
+    step = dp_accounting.PoissonSampledDpEvent(sampling_probability, dp_accounting.GaussianDpEvent(noise_multiplier))
+    return dp_accounting.SelfComposedDpEvent(step, int(steps))
+
+
+def make_accountant(accountant: str) -> dp_accounting.PrivacyAccountant:
+    if accountant == "rdp":
+        return dp_accounting.rdp.RdpAccountant()
+    if accountant == "pld":
+        return dp_accounting.pld.PLDAccountant()
+    raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got {accountant!r}.")
+
+
+def compute_epsilon(noise_multiplier: float, sampling_probability: float, steps: int, delta: float,
+                    accountant: str = "rdp") -> float:
+    """Epsilon spent after `steps` DP-SGD steps; inf without noise, 0 before the first step."""
+    if steps <= 0:
+        return 0.0
+    if noise_multiplier <= 0:
+        return math.inf
+    acc = make_accountant(accountant)
+    acc.compose(dp_sgd_event(noise_multiplier, sampling_probability, steps))
+    return float(acc.get_epsilon(delta))
+
+
+def calibrate_noise_multiplier(target_epsilon: float, delta: float, sampling_probability: float, steps: int,
+                               accountant: str = "rdp") -> float:
+    """The smallest noise multiplier whose epsilon after `steps` steps is at most `target_epsilon`.
+
+    Brent's method over dp_accounting (dp_accounting.calibrate_dp_mechanism); the result never exceeds the target and,
+    with the tolerance used, lands within 1% of it.
+    """
+    return float(dp_accounting.calibrate_dp_mechanism(
+        lambda: make_accountant(accountant),
+        lambda z: dp_sgd_event(z, sampling_probability, steps),
+        target_epsilon, delta,
+        bracket_interval=dp_accounting.LowerEndpointAndGuess(1e-3, 1.0),
+        tol=1e-5,
+    ))
+
+
+def max_steps_within(target_epsilon: float, noise_multiplier: float, sampling_probability: float, delta: float,
+                     accountant: str = "rdp", upper: int = 1 << 24) -> int:
+    """The largest number of steps whose epsilon is at most `target_epsilon` (bisection; epsilon grows with steps)."""
+    if noise_multiplier <= 0:
+        return 0
+    lo, hi = 0, 1
+    while hi < upper and compute_epsilon(noise_multiplier, sampling_probability, hi, delta, accountant) <= target_epsilon:
+        lo, hi = hi, hi * 2
+    if hi >= upper:
+        return upper
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if compute_epsilon(noise_multiplier, sampling_probability, mid, delta, accountant) <= target_epsilon:
+            lo = mid
+        else:
+            hi = mid
+    return lo

@@ -1,0 +1,53 @@
+"""What a run spent: the fields of privacy.json and a plain-language statement."""
+import math
+
+from tensorflow_privacy.privacy.analysis import compute_dp_sgd_privacy_lib
+
+from tfdpgen.privacy import accounting
+from tfdpgen.privacy.settings import PrivacySettings
+
+SHUFFLE_CAVEAT = (
+    "Batches were shuffled fixed-size batches, not Poisson-sampled. `epsilon` is the figure that assumes Poisson "
+    "sampling with q = batch_size / dataset_size, as is common practice (TensorFlow Privacy's statement does the "
+    "same); it is not a proven guarantee for shuffled batches. `epsilon_without_sampling_amplification` (each record "
+    "used once per epoch, no amplification) is. Train with sampling='poisson' for an exact guarantee.")
+
+
+def privacy_report(settings: PrivacySettings, steps: int) -> dict:
+    """The privacy.json fields for `steps` DP steps taken with `settings` (resolved)."""
+    epsilon = accounting.compute_epsilon(settings.noise_multiplier, settings.sampling_probability, steps,
+                                         settings.delta, settings.accountant)
+    report = {
+        "epsilon": None if math.isinf(epsilon) else epsilon,
+        "delta": settings.delta,
+        "noise_multiplier": settings.noise_multiplier,
+        "l2_norm_clip": settings.l2_norm_clip,
+        "steps": int(steps),
+        "sampling": settings.sampling,
+        "sampling_probability": settings.sampling_probability,
+        "accountant": settings.accountant,
+        "dataset_size": settings.dataset_size,
+        "batch_size": settings.batch_size,
+        "epochs": steps / settings.steps_per_epoch,
+        "target_epsilon": settings.target_epsilon,
+        "adjacency": "add-or-remove-one record (example-level DP)",
+    }
+    if math.isinf(epsilon):
+        report["note"] = "noise_multiplier is 0: this run has no differential privacy guarantee."
+    if settings.sampling == "shuffle":
+        report["caveat"] = SHUFFLE_CAVEAT
+        report["epsilon_without_sampling_amplification"] = accounting.compute_epsilon(
+            settings.noise_multiplier, 1.0, math.ceil(steps / settings.steps_per_epoch), settings.delta,
+            settings.accountant)
+    return report
+
+
+def privacy_statement(settings: PrivacySettings, steps: int) -> str:
+    """TensorFlow Privacy's statement for these settings (one example per microbatch)."""
+    if settings.noise_multiplier <= 0 or steps <= 0:
+        return "No private step was taken with noise: no differential privacy statement applies.\n"
+    accountant = compute_dp_sgd_privacy_lib.AccountantType[settings.accountant.upper()]
+    return compute_dp_sgd_privacy_lib.compute_dp_sgd_privacy_statement(
+        number_of_examples=settings.dataset_size, batch_size=settings.batch_size,
+        num_epochs=steps / settings.steps_per_epoch, noise_multiplier=settings.noise_multiplier,
+        delta=settings.delta, used_microbatching=False, accountant_type=accountant)

@@ -1,0 +1,116 @@
+"""One validated set of DP-SGD settings, checked before the first training step."""
+import dataclasses
+import math
+from typing import Optional
+
+from tfdpgen.privacy import accounting
+
+SAMPLINGS = ("poisson", "shuffle")
+
+
+class PrivacySettingsError(ValueError):
+    """DP settings that cannot be used as given; the message says what to change."""
+
+
+def default_delta(dataset_size: int) -> float:
+    """The power of ten at least ten times below 1/N (N=1,797 -> 1e-5, N=40,000 -> 1e-6)."""
+    return 10.0 ** -(math.ceil(math.log10(dataset_size)) + 1)
+
+
+def steps_per_epoch(dataset_size: int, batch_size: int, sampling: str) -> int:
+    """Poisson: N/B expected-size batches, rounded; shuffle: the full batches of one pass (the remainder is dropped)."""
+    if sampling == "poisson":
+        return max(1, round(dataset_size / batch_size))
+    return dataset_size // batch_size
+
+
+@dataclasses.dataclass(frozen=True)
+class PrivacySettings:
+    """DP-SGD settings for one training run.
+
+    Give `noise_multiplier`, `target_epsilon`, or both. With a target alone the noise is calibrated so that `epochs`
+    epochs spend at most that epsilon; with both, the noise is as given and training stops at the target. `batch_size` is the expected batch size under Poisson sampling (q = batch_size / N).
+    `delta` defaults to a power of ten at least ten times below 1/N.
+    """
+
+    dataset_size: int
+    batch_size: int
+    epochs: float
+    l2_norm_clip: float = 1.0
+    noise_multiplier: Optional[float] = None
+    target_epsilon: Optional[float] = None
+    delta: Optional[float] = None
+    sampling: str = "poisson"
+    accountant: str = "rdp"
+
+    def __post_init__(self):
+        def fail(message):
+            raise PrivacySettingsError(message)
+
+        if not isinstance(self.dataset_size, int) or self.dataset_size <= 0:
+            fail(f"dataset_size must be a positive number of records, got {self.dataset_size!r}: the data is empty?")
+        if not isinstance(self.batch_size, int) or not 0 < self.batch_size <= self.dataset_size:
+            fail(f"batch_size must be an integer in [1, dataset_size={self.dataset_size}], got {self.batch_size!r}.")
+        if self.sampling not in SAMPLINGS:
+            fail(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}.")
+        if self.accountant not in accounting.ACCOUNTANTS:
+            fail(f"accountant must be one of {accounting.ACCOUNTANTS}, got {self.accountant!r}.")
+        if not self.epochs > 0:
+            fail(f"epochs must be positive, got {self.epochs!r}.")
+        if self.steps < 1:
+            fail(f"{self.epochs} epochs of batch {self.batch_size} over {self.dataset_size} records make no full "
+                 "step: raise epochs or lower batch_size.")
+        if not (self.l2_norm_clip > 0 and math.isfinite(self.l2_norm_clip)):
+            fail(f"l2_norm_clip must be a positive number, got {self.l2_norm_clip!r}; 1.0 is a common start.")
+        if self.noise_multiplier is None and self.target_epsilon is None:
+            fail("give noise_multiplier (the noise std divided by the clip norm) or target_epsilon (the noise is "
+                 "then calibrated to reach it), or both (training then stops when the target is reached).")
+        if self.noise_multiplier is not None and not (self.noise_multiplier >= 0 and math.isfinite(self.noise_multiplier)):
+            fail(f"noise_multiplier must be >= 0, got {self.noise_multiplier!r}.")
+        if self.target_epsilon is not None and not (self.target_epsilon > 0 and math.isfinite(self.target_epsilon)):
+            fail(f"target_epsilon must be a positive number, got {self.target_epsilon!r}.")
+        if self.delta is not None and not 0 < self.delta < 1 / self.dataset_size:
+            fail(f"delta must be in (0, 1/N) = (0, {1 / self.dataset_size:.3g}) for N={self.dataset_size} records "
+                 f"(a larger delta allows leaking a whole record); got {self.delta!r}. "
+                 f"Leave it unset for the default {default_delta(self.dataset_size):.0e}.")
+
+    @property
+    def sampling_probability(self) -> float:
+        return self.batch_size / self.dataset_size
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return steps_per_epoch(self.dataset_size, self.batch_size, self.sampling)
+
+    @property
+    def steps(self) -> int:
+        return int(math.floor(self.epochs * self.steps_per_epoch))
+
+    def resolved(self) -> "PrivacySettings":
+        """These settings with `delta` filled in and `noise_multiplier` calibrated from `target_epsilon` if needed."""
+        delta = self.delta if self.delta is not None else default_delta(self.dataset_size)
+        noise, steps = self.noise_multiplier, self.steps
+        if noise is None:
+            try:
+                noise = accounting.calibrate_noise_multiplier(
+                    self.target_epsilon, delta, self.sampling_probability, steps, self.accountant)
+            except Exception as error:  # dp_accounting raises several types when no bracket holds the target
+                noise = None
+                reason = f" ({error})"
+        elif self.target_epsilon is not None:
+            steps = 1  # noise given: the target must allow at least one step
+        if self.target_epsilon is not None:
+            reached = (math.inf if noise is None else
+                       accounting.compute_epsilon(noise, self.sampling_probability, steps, delta, self.accountant))
+            if reached > self.target_epsilon:
+                what = (f"no noise multiplier reaches it in {steps} steps" if self.noise_multiplier is None else
+                        f"noise_multiplier {noise} spends epsilon {reached:.4g} in its first step")
+                raise PrivacySettingsError(
+                    f"target_epsilon={self.target_epsilon} cannot be reached with delta={delta:.3g} at sampling "
+                    f"probability {self.sampling_probability:.4g}: {what}{reason if noise is None else ''}. Raise "
+                    "target_epsilon or delta, train fewer epochs, use a smaller batch size or more noise.")
+        return dataclasses.replace(self, delta=delta, noise_multiplier=noise)
+
+    @property
+    def is_resolved(self) -> bool:
+        return self.noise_multiplier is not None and self.delta is not None
