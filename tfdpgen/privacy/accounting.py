@@ -40,14 +40,17 @@ def calibrate_noise_multiplier(target_epsilon: float, delta: float, sampling_pro
     """The smallest noise multiplier whose epsilon after `steps` steps is at most `target_epsilon`.
 
     Brent's method over dp_accounting (dp_accounting.calibrate_dp_mechanism); the result never exceeds the target and,
-    with the tolerance used, lands within 1% of it.
+    with the tolerance used, lands within 1% of it. PLD searches below the RDP answer (RDP's epsilon bounds PLD's
+    from above, so the RDP noise is always within budget), which keeps PLD away from tiny, costly noise values.
     """
+    bracket = dp_accounting.LowerEndpointAndGuess(1e-3, 1.0)
+    if accountant == "pld":
+        rdp_noise = calibrate_noise_multiplier(target_epsilon, delta, sampling_probability, steps, "rdp")
+        bracket = dp_accounting.ExplicitBracketInterval(0.5 * rdp_noise, rdp_noise)
     return float(dp_accounting.calibrate_dp_mechanism(
         lambda: make_accountant(accountant),
         lambda z: dp_sgd_event(z, sampling_probability, steps),
-        target_epsilon, delta,
-        bracket_interval=dp_accounting.LowerEndpointAndGuess(1e-3, 1.0),
-        tol=1e-5,
+        target_epsilon, delta, bracket_interval=bracket, tol=1e-5,
     ))
 
 

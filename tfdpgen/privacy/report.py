@@ -42,6 +42,14 @@ def privacy_report(settings: PrivacySettings, steps: int) -> dict:
     return report
 
 
+def epochs_for_steps(steps: int, sampling_probability: float) -> float:
+    """The epoch count that TF Privacy turns back into exactly `steps` steps (it takes ceil(epochs / q))."""
+    epochs = steps * sampling_probability
+    while math.ceil(epochs / sampling_probability) > steps:
+        epochs = math.nextafter(epochs, 0.0)
+    return epochs
+
+
 def privacy_statement(settings: PrivacySettings, steps: int) -> str:
     """TensorFlow Privacy's statement for these settings (one example per microbatch)."""
     if settings.noise_multiplier <= 0 or steps <= 0:
@@ -49,5 +57,5 @@ def privacy_statement(settings: PrivacySettings, steps: int) -> str:
     accountant = compute_dp_sgd_privacy_lib.AccountantType[settings.accountant.upper()]
     return compute_dp_sgd_privacy_lib.compute_dp_sgd_privacy_statement(
         number_of_examples=settings.dataset_size, batch_size=settings.batch_size,
-        num_epochs=steps / settings.steps_per_epoch, noise_multiplier=settings.noise_multiplier,
+        num_epochs=epochs_for_steps(steps, settings.sampling_probability), noise_multiplier=settings.noise_multiplier,
         delta=settings.delta, used_microbatching=False, accountant_type=accountant)

@@ -1,0 +1,25 @@
+import os
+import pathlib
+
+import pytest
+
+import tfdpgen  # noqa: F401  (Keras 2 set up before any test touches TensorFlow)
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data():
+    """../shared/data (real MNIST and Adult) beside the repository; tests that need it skip in a user's clone."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"reference data not found at {SHARED_DATA} (it sits beside the repository on CI and dev machines)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def subprocess_env():
+    """The environment for a child process that must not inherit tfdpgen's Keras 2 setting."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env

@@ -1,0 +1,113 @@
+"""Per-example clipping and noise of the DP step, measured through model.fit."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfdpgen
+from tfdpgen.models.base import DPGenerativeModel
+from tfdpgen.privacy.gradients import private_gradients
+
+
+class LinearToy(DPGenerativeModel):
+    """A deterministic one-layer 'generator' whose per-example loss is 0.5 * ||W x - t||^2."""
+
+    def __init__(self, inputs, outputs, zero_init=False):
+        super().__init__(latent_dim=inputs)
+        init = "zeros" if zero_init else tf.keras.initializers.RandomNormal(seed=1)
+        self.net = tf.keras.layers.Dense(outputs, use_bias=False, kernel_initializer=init)
+        self.net.build((None, inputs))
+
+    private_networks = property(lambda self: [self.net])
+    generator_networks = property(lambda self: [self.net])
+
+    def per_example_terms(self, x, y, training):
+        return {"loss": 0.5 * tf.reduce_sum(tf.square(self.net(x) - y), axis=1)}
+
+
+def one_step(model, x, y, weights=None):
+    data = (x, y) if weights is None else (x, y, weights)
+    model.fit(tf.data.Dataset.from_tensors(data), epochs=1, verbose=0)
+
+
+def settings(batch_size, clip, noise, dataset_size=10_000):
+    return tfdpgen.PrivacySettings(dataset_size=dataset_size, batch_size=batch_size, epochs=1, l2_norm_clip=clip,
+                                   noise_multiplier=noise)
+
+
+def test_update_is_mean_of_per_example_gradients_each_clipped():
+    rng = np.random.default_rng(0)
+    batch, clip = 16, 1.0
+    x = (rng.normal(size=(batch, 5)) * rng.uniform(0.05, 3, size=(batch, 1))).astype("float32")
+    y = rng.normal(size=(batch, 3)).astype("float32")
+    model = LinearToy(5, 3)
+    model.compile(privacy=settings(batch, clip, 0.0), optimizer="sgd", learning_rate=1.0)
+    before = model.net.kernel.numpy().copy()
+
+    per_example = []
+    for i in range(batch):
+        with tf.GradientTape() as tape:
+            loss = model.per_example_terms(x[i:i + 1], y[i:i + 1], training=True)["loss"][0]
+        per_example.append(tape.gradient(loss, model.net.kernel).numpy())
+    norms = np.array([np.linalg.norm(g) for g in per_example])
+    assert (norms > clip).sum() >= 4 and (norms < clip).sum() >= 2, norms  # the test exercises both cases
+    clipped = [g * min(1.0, clip / n) for g, n in zip(per_example, norms)]
+    expected = before - np.mean(clipped, axis=0)
+
+    one_step(model, x, y)
+    after = model.net.kernel.numpy()
+    np.testing.assert_allclose(after, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(after, before - np.mean(per_example, axis=0), atol=1e-3)  # clipping changed the update
+
+
+@pytest.mark.parametrize("actual_batch", [64, 40])
+def test_noise_std_is_sigma_clip_over_expected_batch(actual_batch):
+    """Zero true gradient: the update is the noise alone, std sigma*C/B with B the expected batch size."""
+    expected_batch, clip, sigma, width = 64, 1.5, 1.2, 8192
+    model = LinearToy(4, width, zero_init=True)
+    model.compile(privacy=settings(expected_batch, clip, sigma), optimizer="sgd", learning_rate=1.0)
+    x = np.zeros((actual_batch, 4), "float32")
+    one_step(model, x, np.zeros((actual_batch, width), "float32"))
+    noise = model.net.kernel.numpy().ravel()
+    assert noise.size == 4 * width
+    target = sigma * clip / expected_batch
+    assert abs(noise.mean()) < 4 * target / np.sqrt(noise.size)
+    assert abs(noise.std() / target - 1) < 0.05, (noise.std(), target)
+
+
+def test_outlier_update_norm_is_lr_clip_over_batch_in_vae():
+    """One outlier record through the real DP-VAE: the update of all its variables has norm exactly lr*C/B."""
+    tf.keras.utils.set_random_seed(3)
+    clip, batch, lr = 0.5, 32, 0.1
+    model = tfdpgen.DPVAE(image_shape=(8, 8, 1), latent_dim=4)
+    model.compile(privacy=settings(batch, clip, 0.0, dataset_size=1000), optimizer="sgd", learning_rate=lr)
+    model(np.zeros((1, 8, 8, 1), "float32"))
+    before = [v.numpy() for n in model.private_networks for v in n.trainable_variables]
+    outlier = np.ones((1, 8, 8, 1), "float32")
+    one_step(model, outlier, np.zeros((1,), "int32"))
+    after = [v.numpy() for n in model.private_networks for v in n.trainable_variables]
+    update = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(after, before)))
+    np.testing.assert_allclose(update, lr * clip / batch, rtol=1e-4)
+
+
+def test_zero_weight_record_contributes_nothing_but_noise_is_still_added():
+    width, batch = 4096, 8
+    model = LinearToy(2, width, zero_init=True)
+    model.compile(privacy=settings(batch, 1.0, 0.0), optimizer="sgd", learning_rate=1.0)
+    one_step(model, np.ones((1, 2), "float32"), np.ones((1, width), "float32"), np.zeros((1,), "float32"))
+    assert np.all(model.net.kernel.numpy() == 0)
+    model = LinearToy(2, width, zero_init=True)
+    model.compile(privacy=settings(batch, 1.0, 1.0), optimizer="sgd", learning_rate=1.0)
+    one_step(model, np.ones((1, 2), "float32"), np.ones((1, width), "float32"), np.zeros((1,), "float32"))
+    assert abs(model.net.kernel.numpy().std() / (1.0 / batch) - 1) < 0.05
+
+
+def test_private_gradients_rejects_batch_mean_loss_and_plain_optimizers():
+    model = LinearToy(2, 2)
+    model.compile(privacy=settings(4, 1.0, 1.0), optimizer="sgd", learning_rate=1.0)
+    variables = model.net.trainable_variables
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(model.per_example_terms(tf.ones((4, 2)), tf.ones((4, 2)), True)["loss"])
+    with pytest.raises(ValueError, match="one value per example"):
+        private_gradients(model.optimizer, tape, loss, variables, 4)
+    with pytest.raises(TypeError, match="DP optimizer"):
+        private_gradients(tf.keras.optimizers.legacy.SGD(), tape, loss, variables, 4)

@@ -1,0 +1,64 @@
+"""The `tfdpgen` command."""
+import argparse
+import sys
+
+DESCRIPTION = "Train differentially private generative models and export them for TensorFlow Serving."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tfdpgen.data.images import DATASETS
+    from tfdpgen.training import DEFAULT_EPSILON, MODELS
+
+    parser = argparse.ArgumentParser(prog="tfdpgen", description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train a DP generator (default: DP-VAE on scikit-learn digits)",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--model", choices=sorted(MODELS), default="vae")
+    train.add_argument("--dataset", choices=DATASETS, default="digits",
+                       help="digits ships with scikit-learn; mnist/fashion_mnist download through TFDS")
+    train.add_argument("--data-dir", help="directory of local IDX files (e.g. ../shared/data/mnist); skips TFDS")
+    train.add_argument("--epsilon", type=float,
+                       help=f"target epsilon; the noise is calibrated to reach it ({DEFAULT_EPSILON} if neither this "
+                            "nor --noise-multiplier is given)")
+    train.add_argument("--delta", type=float, help="target delta (default: a power of ten at least 10x below 1/N)")
+    train.add_argument("--noise-multiplier", type=float, help="noise std / clip norm; with --epsilon, stop at it")
+    train.add_argument("--l2-norm-clip", type=float, default=1.0, help="per-example gradient clip norm C")
+    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--batch-size", type=int, default=64, help="expected batch size (Poisson) or batch size")
+    train.add_argument("--sampling", choices=["poisson", "shuffle"], default="poisson",
+                       help="poisson is what the accounting assumes; shuffle reports with a caveat")
+    train.add_argument("--accountant", choices=["rdp", "pld"], default="rdp")
+    train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    train.add_argument("--learning-rate", type=float, default=5e-3)
+    train.add_argument("--output", help="run directory (default: runs/<model>-<dataset>-<time>)")
+    train.add_argument("--seed", type=int,
+                       help="seed for weights, sampling and noise; keep it as secret as the data (anyone who knows "
+                            "it can regenerate the noise)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    import tfdpgen  # noqa: F401  (sets up Keras 2 before TensorFlow is touched)
+    from tfdpgen.data.images import DataError
+    from tfdpgen.export.saved_model import ExportError
+    from tfdpgen.privacy.budget import PrivacyBudgetExhausted
+    from tfdpgen.privacy.settings import PrivacySettingsError
+    from tfdpgen.training import RunDirectoryError, train_run
+
+    try:
+        if args.command == "train":
+            train_run(model=args.model, dataset=args.dataset, data_dir=args.data_dir, epsilon=args.epsilon,
+                      delta=args.delta, noise_multiplier=args.noise_multiplier, l2_norm_clip=args.l2_norm_clip,
+                      epochs=args.epochs, batch_size=args.batch_size, sampling=args.sampling,
+                      accountant=args.accountant, optimizer=args.optimizer, learning_rate=args.learning_rate,
+                      output=args.output, seed=args.seed, verbose=0 if args.quiet else 1)
+    except (DataError, PrivacySettingsError, RunDirectoryError, ExportError, PrivacyBudgetExhausted) as error:
+        print(f"tfdpgen: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""What the synthetic data is worth: metrics and pictures."""

@@ -1,0 +1,41 @@
+"""SavedModel export of a generator: `serving_default(num_samples: int32, seed: int64) -> {"samples": float32}`.
+
+Only the generator networks' variables are saved; sampling uses stateless random ops, so a seed reproduces its
+samples. The SavedModel loads with `tf.saved_model.load` alone: no tfdpgen, no Keras.
+"""
+import json
+import os
+
+import tensorflow as tf
+
+DEFAULT_MAX_SAMPLES = 10_000
+
+
+class ExportError(ValueError):
+    """The export cannot be written as asked; nothing was written."""
+
+
+def export_sampler(model, export_dir, max_samples: int = DEFAULT_MAX_SAMPLES, metadata: dict = None) -> str:
+    """Write `model`'s generator to `export_dir` (which must not exist yet, or be empty) and return the path."""
+    if os.path.exists(export_dir) and os.listdir(export_dir):
+        raise ExportError(f"{export_dir} already holds files; export to a new directory (nothing was overwritten).")
+    module = tf.Module()
+    module.networks = list(model.generator_networks)
+    latent_dim = model.latent_dim
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="num_samples"),
+                                  tf.TensorSpec([], tf.int64, name="seed")])
+    def sample(num_samples, seed):
+        tf.debugging.assert_greater_equal(num_samples, 1, message="num_samples must be at least 1")
+        tf.debugging.assert_less_equal(num_samples, max_samples,
+                                       message=f"num_samples must be at most max_samples={max_samples}")
+        z = tf.random.stateless_normal(tf.stack([num_samples, latent_dim]), seed=tf.stack([seed, tf.zeros_like(seed)]))
+        return {"samples": tf.cast(model.generate(z), tf.float32)}
+
+    module.sample = sample
+    tf.saved_model.save(module, export_dir, signatures={"serving_default": sample})
+    if metadata is not None:
+        os.makedirs(os.path.join(export_dir, "assets"), exist_ok=True)
+        with open(os.path.join(export_dir, "assets", "tfdpgen.json"), "w") as f:
+            json.dump(metadata, f, indent=2)
+    return export_dir
