@@ -5,7 +5,7 @@ import time
 
 import tensorflow as tf
 
-from tfdpgen.data.images import load_images, validate_images
+from tfdpgen.data.images import load_images
 from tfdpgen.data.sampling import new_seed, private_batches
 from tfdpgen.evaluation.plots import save_image_grid
 from tfdpgen.export.saved_model import export_sampler
@@ -37,13 +37,6 @@ def check_output_dir(path: str) -> None:
                                 "directory. Nothing was overwritten.")
 
 
-def build_model(name: str, image_shape, latent_dim=None):
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}: choose one of {sorted(MODELS)}.")
-    kwargs = {} if latent_dim is None else {"latent_dim": latent_dim}
-    return MODELS[name](image_shape=image_shape, **kwargs)
-
-
 def train_run(model="vae", dataset="digits", data_dir=None, epsilon=None, delta=None, noise_multiplier=None,
               l2_norm_clip=1.0, epochs=30, batch_size=64, sampling="poisson", accountant="rdp", optimizer="adam",
               learning_rate=5e-3, latent_dim=None, output=None, seed=None, verbose=1) -> str:
@@ -56,15 +49,14 @@ def train_run(model="vae", dataset="digits", data_dir=None, epsilon=None, delta=
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}: choose one of {sorted(MODELS)}.")
     data = load_images(dataset, data_dir)
+    if seed is not None:
+        tf.keras.utils.set_random_seed(seed)
+    network = MODELS[model](image_shape=data.images.shape[1:], **({} if latent_dim is None else {"latent_dim": latent_dim}))
     if epsilon is None and noise_multiplier is None:
         epsilon = DEFAULT_EPSILON
     settings = PrivacySettings(dataset_size=len(data.images), batch_size=batch_size, epochs=epochs,
                                l2_norm_clip=l2_norm_clip, noise_multiplier=noise_multiplier, target_epsilon=epsilon,
                                delta=delta, sampling=sampling, accountant=accountant).resolved()
-    if seed is not None:
-        tf.keras.utils.set_random_seed(seed)
-    network = build_model(model, data.images.shape[1:], latent_dim)
-    validate_images(data.images, network.image_shape)
     network.compile(privacy=settings, optimizer=optimizer, learning_rate=learning_rate)
     if verbose:
         print(f"DP training {model} on {dataset} ({settings.dataset_size} records): noise_multiplier "

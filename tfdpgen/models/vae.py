@@ -1,6 +1,7 @@
 """DP-VAE: encoder and decoder both read private records, so both are trained with DP-SGD on the per-example ELBO."""
 import tensorflow as tf
 
+from tfdpgen.data.images import DataError
 from tfdpgen.models.base import DPGenerativeModel
 
 SUPPORTED_SHAPES = {(28, 28, 1): "conv", (8, 8, 1): "dense"}
@@ -55,7 +56,7 @@ class DPVAE(DPGenerativeModel):
     def __init__(self, image_shape=(28, 28, 1), latent_dim: int = 16, **kwargs):
         image_shape = tuple(int(size) for size in image_shape)
         if image_shape not in SUPPORTED_SHAPES:
-            raise ValueError(f"DPVAE supports image shapes {list(SUPPORTED_SHAPES)}, got {image_shape}: resize or "
+            raise DataError(f"DPVAE supports image shapes {list(SUPPORTED_SHAPES)}, got {image_shape}: resize or "
                              "pad the images, or add a network for that shape.")
         super().__init__(latent_dim=latent_dim, **kwargs)
         self.image_shape = image_shape
