@@ -108,6 +108,6 @@ def test_private_gradients_rejects_batch_mean_loss_and_plain_optimizers():
     with tf.GradientTape() as tape:
         loss = tf.reduce_mean(model.per_example_terms(tf.ones((4, 2)), tf.ones((4, 2)), True)["loss"])
     with pytest.raises(ValueError, match="one value per example"):
-        private_gradients(model.optimizer, tape, loss, variables, 4)
+        private_gradients(model.optimizer, tape, loss, variables, 4, model.dp_noise, 0)
     with pytest.raises(TypeError, match="DP optimizer"):
-        private_gradients(tf.keras.optimizers.legacy.SGD(), tape, loss, variables, 4)
+        private_gradients(tf.keras.optimizers.legacy.SGD(), tape, loss, variables, 4, model.dp_noise, 0)

@@ -3,6 +3,7 @@ import tensorflow as tf
 
 from tfdpgen.privacy.budget import PrivacyBudget
 from tfdpgen.privacy.gradients import private_gradients
+from tfdpgen.privacy.noise import GaussianNoise, new_key
 from tfdpgen.privacy.optimizers import make_dp_optimizer
 from tfdpgen.privacy.report import privacy_report
 from tfdpgen.privacy.settings import PrivacySettings
@@ -14,24 +15,42 @@ class DPGenerativeModel(tf.keras.Model):
     Subclasses define `per_example_terms(x, y, training)` (a dict of per-example vectors whose "loss" entry is
     differentiated), `private_networks` (every network that reads private records), `generator_networks` (what is
     exported) and `generate(z, labels)`. The step count the accountant uses is the model variable `dp_steps`, so
-    checkpoints carry it.
+    checkpoints carry it. Model randomness inside a step (a VAE's reparameterization) should use `step_seed`, so a
+    replayed step is the same computation.
     """
 
     metric_names = ("loss",)
 
-    def __init__(self, latent_dim: int, **kwargs):
+    def __init__(self, latent_dim: int, seed: int = None, **kwargs):
         super().__init__(**kwargs)
         self.latent_dim = latent_dim
         self.privacy = None
-        self.dp_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="dp_steps")
+        self.dp_noise = None
+        self.dp_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="dp_steps",
+                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.random_key = tf.Variable(new_key() if seed is None else seed, dtype=tf.int64, trainable=False,
+                                      name="random_key", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in self.metric_names}
 
-    def compile(self, privacy: PrivacySettings, optimizer: str = "adam", learning_rate: float = 1e-3, **kwargs):
-        """Compile with DP settings; `optimizer` names a TF Privacy vectorized DP optimizer ("sgd" or "adam")."""
+    def compile(self, privacy: PrivacySettings, optimizer: str = "adam", learning_rate: float = 1e-3,
+                noise_key: int = None, **kwargs):
+        """Compile with DP settings; `optimizer` names a TF Privacy vectorized DP optimizer ("sgd" or "adam").
+
+        `noise_key` seeds the DP noise (default: fresh OS entropy). Keep it as secret as the data.
+        """
         if not isinstance(privacy, PrivacySettings):
             raise TypeError(f"compile(privacy=...) needs PrivacySettings, got {type(privacy).__name__}.")
         self.privacy = privacy if privacy.is_resolved else privacy.resolved()
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        self.dp_noise = GaussianNoise(self.privacy.noise_multiplier * self.privacy.l2_norm_clip, replicas, noise_key)
         super().compile(optimizer=make_dp_optimizer(optimizer, self.privacy, learning_rate), **kwargs)
+
+    def step_seed(self, salt: int = 0):
+        """A stateless seed for this step, replica and purpose `salt`."""
+        replica = tf.distribute.get_replica_context()
+        replica_id = tf.cast(0 if replica is None else replica.replica_id_in_sync_group, tf.int64)
+        stream = self.dp_steps * self.distribute_strategy.num_replicas_in_sync + replica_id
+        return tf.stack([self.random_key + salt, stream])
 
     @property
     def metrics(self):
@@ -57,7 +76,8 @@ class DPGenerativeModel(tf.keras.Model):
             terms = self.per_example_terms(x, y, training=True)
             loss = terms["loss"] if weights is None else terms["loss"] * tf.cast(weights, terms["loss"].dtype)
         variables = [v for network in self.private_networks for v in network.trainable_variables]
-        gradients = private_gradients(self.optimizer, tape, loss, variables, self.privacy.batch_size)
+        gradients = private_gradients(self.optimizer, tape, loss, variables, self.privacy.batch_size, self.dp_noise,
+                                      self.dp_steps)
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.dp_steps.assign_add(1)
         for name, values in terms.items():

@@ -53,12 +53,12 @@ class DPVAE(DPGenerativeModel):
 
     metric_names = ("loss", "reconstruction", "kl")
 
-    def __init__(self, image_shape=(28, 28, 1), latent_dim: int = 16, **kwargs):
+    def __init__(self, image_shape=(28, 28, 1), latent_dim: int = 16, seed: int = None, **kwargs):
         image_shape = tuple(int(size) for size in image_shape)
         if image_shape not in SUPPORTED_SHAPES:
             raise DataError(f"DPVAE supports image shapes {list(SUPPORTED_SHAPES)}, got {image_shape}: resize or "
                              "pad the images, or add a network for that shape.")
-        super().__init__(latent_dim=latent_dim, **kwargs)
+        super().__init__(latent_dim=latent_dim, seed=seed, **kwargs)
         self.image_shape = image_shape
         if SUPPORTED_SHAPES[image_shape] == "conv":
             self.encoder, self.decoder = _conv_networks(latent_dim)
@@ -79,7 +79,7 @@ class DPVAE(DPGenerativeModel):
 
     def per_example_terms(self, x, y, training):
         mean, log_var = tf.split(self.encoder(x, training=training), 2, axis=-1)
-        z = mean + tf.exp(0.5 * log_var) * tf.random.normal(tf.shape(mean))
+        z = mean + tf.exp(0.5 * log_var) * tf.random.stateless_normal(tf.shape(mean), seed=self.step_seed())
         logits = self.decoder(z, training=training)
         reconstruction = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits), axis=[1, 2, 3])
         kl = 0.5 * tf.reduce_sum(tf.exp(log_var) + tf.square(mean) - 1.0 - log_var, axis=1)

@@ -11,13 +11,15 @@ DP_OPTIMIZERS = {
 
 
 def make_dp_optimizer(name: str, settings: PrivacySettings, learning_rate: float, **kwargs):
-    """A TF Privacy vectorized DP optimizer: one example per microbatch, clip and noise from `settings`."""
+    """A TF Privacy vectorized DP optimizer that clips each example's gradient to `settings.l2_norm_clip`.
+
+    Its own noise is 0: privacy.noise adds the noise once per global batch (TF Privacy's would be added on every
+    replica, and from a seed-dependent stateful op).
+    """
     if name not in DP_OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(DP_OPTIMIZERS)}, got {name!r}.")
-    if not settings.is_resolved:
-        settings = settings.resolved()
     return DP_OPTIMIZERS[name](
-        l2_norm_clip=settings.l2_norm_clip, noise_multiplier=settings.noise_multiplier, num_microbatches=None,
+        l2_norm_clip=settings.l2_norm_clip, noise_multiplier=0.0, num_microbatches=None,
         unconnected_gradients_to_zero=True, learning_rate=learning_rate, **kwargs)
 
 

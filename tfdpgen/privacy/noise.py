@@ -1,0 +1,43 @@
+"""The one place that draws DP noise.
+
+Each step releases (sum of clipped per-example gradients + N(0, (sigma*C)^2 I)) / B for the *global* batch. Under a
+tf.distribute strategy with R replicas in sync, every replica adds an independent share N(0, (sigma*C)^2 / R) to its
+local clipped sum and the optimizer's all-reduce sums the shares: independent Gaussians add in variance, so the global
+sum carries exactly N(0, (sigma*C)^2), once. This keeps the ordinary replica-context train_step and gradient
+aggregation of Keras (no cross-replica code), and the shares are never released on their own.
+
+Draws are stateless, keyed by (secret key, step, replica): one flat draw per step and replica, split over the variables,
+so no two coordinates share a draw. A resumed run that replays step t draws the very same noise, so replaying a step
+lost to a crash is the same release, not a second one. The key is a secret like the data: it lives in this Python
+object and in the run's secrets file, never in checkpoints or exports.
+"""
+import math
+import secrets
+
+import tensorflow as tf
+
+
+def new_key() -> int:
+    return secrets.randbits(62)
+
+
+class GaussianNoise:
+    def __init__(self, stddev: float, num_replicas: int = 1, key: int = None):
+        self.stddev = float(stddev)
+        self.num_replicas = int(num_replicas)
+        self.key = new_key() if key is None else int(key)
+
+    @property
+    def share_stddev(self) -> float:
+        return self.stddev / math.sqrt(self.num_replicas)
+
+    def __call__(self, tensors, step):
+        """Noise shaped like `tensors` (a list) for DP step `step`, this replica's share."""
+        replica = tf.distribute.get_replica_context()
+        replica_id = 0 if replica is None else replica.replica_id_in_sync_group
+        stream = tf.cast(step, tf.int64) * self.num_replicas + tf.cast(replica_id, tf.int64)
+        seed = tf.stack([tf.constant(self.key, tf.int64), stream])
+        sizes = [tf.size(t) for t in tensors]
+        flat = tf.random.stateless_normal([tf.add_n(sizes)], seed=seed, stddev=self.share_stddev,
+                                          dtype=tensors[0].dtype)
+        return [tf.reshape(part, tf.shape(t)) for part, t in zip(tf.split(flat, sizes), tensors)]
