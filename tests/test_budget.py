@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import tfdpgen
-from tfdpgen.data.sampling import poisson_batches
+from tfdpgen.data.sampling import private_batches
 from tfdpgen.privacy import accounting
 from tfdpgen.privacy.budget import PrivacyBudgetExhausted
 
@@ -23,7 +23,7 @@ def test_training_stops_at_the_last_step_within_the_target_and_logs_epsilon():
     assert 10 < allowed < settings.steps  # the budget, not the epochs, ends this run
     x = np.random.default_rng(0).uniform(size=(n, 8, 8, 1)).astype("float32")
     model = small_vae(settings)
-    history = model.fit(poisson_batches(x, np.zeros(n, "int32"), batch / n, seed=1), epochs=100,
+    history = model.fit(private_batches(x, np.zeros(n, "int32"), settings, seed=1), epochs=100,
                         steps_per_epoch=settings.steps_per_epoch, verbose=0)
     steps = int(model.dp_steps.numpy())
     assert steps == allowed
@@ -33,7 +33,7 @@ def test_training_stops_at_the_last_step_within_the_target_and_logs_epsilon():
     assert np.all(np.diff(history.history["epsilon"]) > 0)
 
     with pytest.raises(PrivacyBudgetExhausted, match="budget epsilon=2.0 is spent"):
-        model.fit(poisson_batches(x, np.zeros(n, "int32"), batch / n, seed=2), epochs=1, steps_per_epoch=5, verbose=0)
+        model.fit(private_batches(x, np.zeros(n, "int32"), settings, seed=2), epochs=1, steps_per_epoch=5, verbose=0)
     assert int(model.dp_steps.numpy()) == allowed
 
 
@@ -41,7 +41,7 @@ def test_dp_steps_is_a_model_variable_that_checkpoints_carry(tmp_path):
     settings = tfdpgen.PrivacySettings(dataset_size=100, batch_size=10, epochs=1, noise_multiplier=1.0)
     model = small_vae(settings)
     x = np.random.default_rng(0).uniform(size=(100, 8, 8, 1)).astype("float32")
-    model.fit(poisson_batches(x, np.zeros(100, "int32"), 0.1, seed=0), epochs=1, steps_per_epoch=7, verbose=0)
+    model.fit(private_batches(x, np.zeros(100, "int32"), model.privacy, seed=0), epochs=1, steps_per_epoch=7, verbose=0)
     tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
     restored = small_vae(settings)
     restored(x[:1])

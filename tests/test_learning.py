@@ -4,7 +4,7 @@ import tensorflow as tf
 
 import tfdpgen
 from tfdpgen.data.images import load_images
-from tfdpgen.data.sampling import poisson_batches
+from tfdpgen.data.sampling import private_batches
 
 
 def fit_vae(images, epochs, batch_size, epsilon, image_shape):
@@ -13,7 +13,7 @@ def fit_vae(images, epochs, batch_size, epsilon, image_shape):
                                        target_epsilon=epsilon)
     model = tfdpgen.DPVAE(image_shape=image_shape, latent_dim=8)
     model.compile(privacy=settings, optimizer="adam", learning_rate=5e-3)
-    batches = poisson_batches(images, np.zeros(len(images), "int32"), model.privacy.sampling_probability, seed=0)
+    batches = private_batches(images, np.zeros(len(images), "int32"), model.privacy, seed=0)
     history = model.fit(batches, epochs=epochs, steps_per_epoch=model.privacy.steps_per_epoch, verbose=0)
     return model, history.history
 

@@ -1,8 +1,12 @@
-"""DP-ready tf.data pipelines yielding (x, y, sample_weight) batches.
+"""DP-ready tf.data pipelines yielding (x, y, sample_weight) batches, on one device or split over replicas.
 
-Poisson sampling is what the accounting assumes: at step t every record joins the batch independently with probability
-q, decided by a stateless draw seeded by (seed, t), so a run can be resumed at its exact data position. Batches have
-variable size; an empty draw yields one record with weight 0, so the step still releases pure noise.
+Step t's global batch is chosen by a stateless draw keyed by (seed, t), so a resumed run continues at its exact data
+position and every worker of a strategy computes the same global batch without talking to the others:
+- poisson (what the accounting assumes): every record joins independently with probability q; sizes vary;
+- shuffle: a fresh permutation per epoch, cut into fixed-size batches (the remainder of an epoch is dropped).
+Under a strategy with R replicas, replica r takes records r, r+R, r+2R, ... of the global batch. A replica whose share
+is empty gets one record with weight 0, so its step still adds its noise share and the batch shapes stay valid.
+The seed decides which records each step used: keep it secret, like the noise key.
 """
 import secrets
 
@@ -14,34 +18,59 @@ def new_seed() -> int:
     return secrets.randbits(62)
 
 
-def poisson_batches(x: np.ndarray, y: np.ndarray, sampling_probability: float, seed: int = None,
-                    start_step: int = 0) -> tf.data.Dataset:
-    """An endless stream of Poisson-sampled batches, starting at step `start_step`."""
+def _global_batch_indices(settings, n, seed):
+    if settings.sampling == "poisson":
+        def indices(step):
+            draws = tf.random.stateless_uniform([n], seed=tf.stack([tf.constant(seed, tf.int64), step]))
+            return tf.where(draws < settings.sampling_probability)[:, 0]
+    else:
+        batch, per_epoch = settings.batch_size, settings.steps_per_epoch
+
+        def indices(step):
+            epoch, position = step // per_epoch, step % per_epoch
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+            return order[position * batch:(position + 1) * batch]
+    return indices
+
+
+def private_batches(x: np.ndarray, y: np.ndarray, settings, seed: int = None, start_step: int = 0,
+                    replicas=(0,), num_replicas: int = 1) -> tf.data.Dataset:
+    """An endless stream, from step `start_step`, of this pipeline's replicas' shares of each step's global batch.
+
+    Elements come step by step, one per replica in `replicas`, in that order (what
+    `strategy.distribute_datasets_from_function` hands to the local replicas in turn).
+    """
     seed = new_seed() if seed is None else int(seed)
     n = len(x)
     x, y = tf.constant(x), tf.constant(y)
+    global_indices = _global_batch_indices(settings, n, seed)
 
-    def sample(step):
-        draws = tf.random.stateless_uniform([n], seed=tf.stack([tf.constant(seed, tf.int64), step]))
-        picked = tf.where(draws < sampling_probability)[:, 0]
-        empty = tf.equal(tf.size(picked), 0)
-        picked = tf.cond(empty, lambda: tf.zeros([1], tf.int64), lambda: picked)
-        weights = tf.fill(tf.shape(picked), tf.where(empty, 0.0, 1.0))
-        return tf.gather(x, picked), tf.gather(y, picked), weights
+    def replica_share(picked, replica):
+        share = picked[replica::num_replicas]
+        empty = tf.equal(tf.size(share), 0)
+        share = tf.cond(empty, lambda: tf.zeros([1], tf.int64), lambda: share)
+        weights = tf.fill(tf.shape(share), tf.where(empty, 0.0, 1.0))
+        return tf.gather(x, share), tf.gather(y, share), weights
 
-    return tf.data.Dataset.counter(start_step, dtype=tf.int64).map(sample).prefetch(2)
+    def step_elements(step):
+        picked = global_indices(step)
+        return tf.data.Dataset.from_tensor_slices(tf.constant(list(replicas), tf.int64)).map(
+            lambda replica: replica_share(picked, replica))
+
+    return tf.data.Dataset.counter(start_step, dtype=tf.int64).flat_map(step_elements).prefetch(2)
 
 
-def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int = None) -> tf.data.Dataset:
-    """An endless stream of fixed-size batches, reshuffled every pass; the last partial batch of a pass is dropped."""
+def distributed_private_batches(x, y, settings, strategy, seed: int = None, start_step: int = 0):
+    """`private_batches` for `model.fit` under `strategy`: each worker builds the shares of its own replicas."""
     seed = new_seed() if seed is None else int(seed)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=True)
-    return ds.map(lambda xb, yb: (xb, yb, tf.ones([batch_size]))).repeat().prefetch(2)
+    if strategy.num_replicas_in_sync == 1:
+        return private_batches(x, y, settings, seed, start_step)
 
+    def dataset_fn(context: tf.distribute.InputContext):
+        local = context.num_replicas_in_sync // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+        return private_batches(x, y, settings, seed, start_step, range(first, first + local),
+                               context.num_replicas_in_sync)
 
-def private_batches(x, y, settings, seed=None, start_step=0) -> tf.data.Dataset:
-    """The pipeline that matches `settings.sampling`."""
-    if settings.sampling == "poisson":
-        return poisson_batches(x, y, settings.sampling_probability, seed, start_step)
-    return shuffled_batches(x, y, settings.batch_size, seed)
+    return tf.keras.utils.experimental.DatasetCreator(dataset_fn)

@@ -1,0 +1,59 @@
+"""Run one DP training scenario under a tf.distribute strategy in a fresh process; print its results as JSON.
+
+python strategy_run.py noise|weights REPLICAS       (MirroredStrategy over REPLICAS logical CPU devices)
+python strategy_run.py multiworker 1 (with TF_CONFIG set: MultiWorkerMirroredStrategy, one CPU per worker)
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tfdpgen  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+mode, replicas = sys.argv[1], int(sys.argv[2])
+if mode == "multiworker":
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+else:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+    strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
+
+from tfdpgen.data.sampling import distributed_private_batches  # noqa: E402
+from toys import LinearToy  # noqa: E402
+
+result = {"replicas": strategy.num_replicas_in_sync}
+if mode == "noise":
+    n, batch, clip, sigma, width = 640, 64, 1.0, 1.0, 8192
+    settings = tfdpgen.PrivacySettings(dataset_size=n, batch_size=batch, epochs=1, l2_norm_clip=clip,
+                                       noise_multiplier=sigma)
+    with strategy.scope():
+        model = LinearToy(4, width, zero_init=True)
+        model.compile(privacy=settings, optimizer="sgd", learning_rate=1.0)
+    x, y = np.zeros((n, 4), "float32"), np.zeros((n, width), "float32")
+    model.fit(distributed_private_batches(x, y, settings, strategy, seed=1), epochs=1, steps_per_epoch=1, verbose=0)
+    result.update(std=float(model.net.kernel.numpy().std()), expected=sigma * clip / batch)
+elif mode == "weights":
+    n, batch = 256, 32
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(n, 6)) * rng.uniform(0.1, 3, size=(n, 1))).astype("float32")
+    y = rng.normal(size=(n, 3)).astype("float32")
+    settings = tfdpgen.PrivacySettings(dataset_size=n, batch_size=batch, epochs=1, l2_norm_clip=1.0,
+                                       noise_multiplier=0.0)
+    with strategy.scope():
+        model = LinearToy(6, 3)
+        model.compile(privacy=settings, optimizer="sgd", learning_rate=0.5)
+    model.fit(distributed_private_batches(x, y, settings, strategy, seed=2), epochs=1, steps_per_epoch=5, verbose=0)
+    result.update(kernel=model.net.kernel.numpy().ravel().tolist(), steps=int(model.dp_steps.numpy()))
+elif mode == "multiworker":
+    from tfdpgen.data.images import load_images
+    data = load_images("digits")
+    settings = tfdpgen.PrivacySettings(dataset_size=len(data.images), batch_size=64, epochs=1, target_epsilon=2.0)
+    with strategy.scope():
+        model = tfdpgen.DPVAE(image_shape=(8, 8, 1), latent_dim=4)
+        model.compile(privacy=settings, optimizer="adam", learning_rate=5e-3)
+    history = model.fit(distributed_private_batches(data.images, data.labels, model.privacy, strategy, seed=3),
+                        epochs=1, steps_per_epoch=model.privacy.steps_per_epoch, verbose=0)
+    result.update(report=model.privacy_report(), loss=history.history["loss"])
+print("RESULT " + json.dumps(result))

@@ -1,0 +1,80 @@
+"""DP under tf.distribute: noise sigma*C added once per global batch, the same weights and the same epsilon as one device.
+
+Each scenario runs in a fresh process (tests/strategy_run.py): logical CPU devices must be set up before TensorFlow
+starts, and MultiWorkerMirroredStrategy needs one process per worker.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tfdpgen
+from tfdpgen.privacy import accounting
+
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "strategy_run.py")
+
+
+def run(mode, replicas, env=None, timeout=600):
+    result = subprocess.run([sys.executable, SCRIPT, mode, str(replicas)], capture_output=True, text=True,
+                            timeout=timeout, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    line = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+@pytest.mark.parametrize("replicas", [1, 2, 4])
+def test_noise_std_is_sigma_clip_over_global_batch(replicas):
+    out = run("noise", replicas)
+    assert out["replicas"] == replicas
+    assert abs(out["std"] / out["expected"] - 1) < 0.05, out  # TF Privacy as shipped: 2.8x with 2 replicas
+
+
+def test_weights_without_noise_match_one_device():
+    single = np.array(run("weights", 1)["kernel"])
+    for replicas in (2, 4):
+        out = run("weights", replicas)
+        assert out["steps"] == 5
+        np.testing.assert_allclose(out["kernel"], single, atol=1e-5, rtol=0)
+        assert not np.allclose(single, 0)
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_mirrored_strategy_with_two_local_workers(subprocess_env):
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    processes = []
+    for index in range(2):
+        env = dict(subprocess_env, TF_USE_LEGACY_KERAS="1",
+                   TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen([sys.executable, SCRIPT, "multiworker", "1"], env=env, text=True,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outputs = []
+    for process in processes:
+        try:
+            stdout, stderr = process.communicate(timeout=600)
+        finally:
+            process.kill()
+        assert process.returncode == 0, stderr[-4000:]
+        outputs.append(json.loads([l for l in stdout.splitlines() if l.startswith("RESULT ")][-1][7:]))
+    single = tfdpgen.PrivacySettings(dataset_size=1797, batch_size=64, epochs=1, target_epsilon=2.0).resolved()
+    for out in outputs:
+        assert out["replicas"] == 2
+        report = out["report"]
+        assert report["steps"] == single.steps
+        assert report["noise_multiplier"] == pytest.approx(single.noise_multiplier)
+        assert report["epsilon"] == pytest.approx(
+            accounting.compute_epsilon(single.noise_multiplier, 64 / 1797, single.steps, single.delta), rel=1e-12)
+        assert np.isfinite(out["loss"][0])
+    assert outputs[0]["loss"] == outputs[1]["loss"]
