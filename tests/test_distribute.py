@@ -78,3 +78,17 @@ def test_multi_worker_mirrored_strategy_with_two_local_workers(subprocess_env):
             accounting.compute_epsilon(single.noise_multiplier, 64 / 1797, single.steps, single.delta), rel=1e-12)
         assert np.isfinite(out["loss"][0])
     assert outputs[0]["loss"] == outputs[1]["loss"]
+
+
+def test_cli_mirrored_over_two_cpu_devices_reports_the_single_device_epsilon(tmp_path, subprocess_env):
+    output = tmp_path / "mirrored"
+    command = [sys.executable, "-m", "tfdpgen.cli", "train", "--strategy", "mirrored", "--devices", "2",
+               "--epochs", "2", "--output", str(output)]
+    result = subprocess.run(command, env=subprocess_env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 replica(s)" in result.stdout
+    report = json.loads((output / "privacy.json").read_text())
+    single = tfdpgen.PrivacySettings(dataset_size=1797, batch_size=64, epochs=2, target_epsilon=3.0).resolved()
+    assert report["steps"] == single.steps and report["noise_multiplier"] == pytest.approx(single.noise_multiplier)
+    assert report["epsilon"] == pytest.approx(
+        accounting.compute_epsilon(single.noise_multiplier, 64 / 1797, single.steps, single.delta), rel=1e-12)

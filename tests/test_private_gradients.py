@@ -95,3 +95,18 @@ def test_private_gradients_rejects_batch_mean_loss_and_plain_optimizers():
         private_gradients(model.optimizer, tape, loss, variables, 4, model.dp_noise, 0)
     with pytest.raises(TypeError, match="DP optimizer"):
         private_gradients(tf.keras.optimizers.legacy.SGD(), tape, loss, variables, 4, model.dp_noise, 0)
+
+
+def test_noise_is_fresh_at_every_step():
+    """Consecutive steps' noise draws are independent (a step count read after its increment would repeat a draw)."""
+    width, steps = 4096, 12
+    model = LinearToy(2, width, zero_init=True)
+    model.compile(privacy=settings(16, 1.0, 1.0), optimizer="sgd", learning_rate=1.0)
+    kernels = []
+    record = tf.keras.callbacks.LambdaCallback(on_batch_end=lambda b, logs: kernels.append(model.net.kernel.numpy()))
+    data = tf.data.Dataset.from_tensors((np.zeros((16, 2), "float32"), np.zeros((16, width), "float32"))).repeat()
+    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[record])
+    updates = np.diff(np.stack([np.zeros_like(kernels[0])] + kernels), axis=0).reshape(steps, -1)
+    correlations = np.corrcoef(updates)[np.triu_indices(steps, 1)]
+    assert np.abs(correlations).max() < 0.05, correlations.max()
+    assert int(model.dp_steps.numpy()) == steps

@@ -7,6 +7,7 @@ DESCRIPTION = "Train differentially private generative models and export them fo
 
 def build_parser() -> argparse.ArgumentParser:
     from tfdpgen.data.images import DATASETS
+    from tfdpgen.strategies import STRATEGIES
     from tfdpgen.training import DEFAULT_EPSILON, MODELS
 
     parser = argparse.ArgumentParser(prog="tfdpgen", description=DESCRIPTION)
@@ -30,10 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--accountant", choices=["rdp", "pld"], default="rdp")
     train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     train.add_argument("--learning-rate", type=float, default=5e-3)
-    train.add_argument("--output", help="run directory (default: runs/<model>-<dataset>-<time>)")
+    train.add_argument("--output", help="run directory (default: runs/<model>-<dataset>-<time>); an unfinished run "
+                                        "there is resumed from its last checkpoint")
     train.add_argument("--seed", type=int,
                        help="seed for weights, sampling and noise; keep it as secret as the data (anyone who knows "
                             "it can regenerate the noise)")
+    train.add_argument("--strategy", choices=list(STRATEGIES), default="default",
+                       help="tf.distribute strategy; noise is added once per global batch under every one")
+    train.add_argument("--devices", type=int,
+                       help="with mirrored: use this many devices (on a CPU-only machine, split the CPU into them)")
+    train.add_argument("--checkpoint-every", type=int, default=100, help="DP steps between checkpoints")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -41,11 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import tfdpgen  # noqa: F401  (sets up Keras 2 before TensorFlow is touched)
-    from tfdpgen.data.images import DataError
-    from tfdpgen.export.saved_model import ExportError
+    from tfdpgen.checkpoints import CheckpointError
     from tfdpgen.privacy.budget import PrivacyBudgetExhausted
-    from tfdpgen.privacy.settings import PrivacySettingsError
-    from tfdpgen.training import RunDirectoryError, train_run
+    from tfdpgen.training import train_run
 
     try:
         if args.command == "train":
@@ -53,8 +58,9 @@ def main(argv=None) -> int:
                       delta=args.delta, noise_multiplier=args.noise_multiplier, l2_norm_clip=args.l2_norm_clip,
                       epochs=args.epochs, batch_size=args.batch_size, sampling=args.sampling,
                       accountant=args.accountant, optimizer=args.optimizer, learning_rate=args.learning_rate,
-                      output=args.output, seed=args.seed, verbose=0 if args.quiet else 1)
-    except (DataError, PrivacySettingsError, RunDirectoryError, ExportError, PrivacyBudgetExhausted) as error:
+                      output=args.output, seed=args.seed, strategy=args.strategy, devices=args.devices,
+                      checkpoint_every=args.checkpoint_every, verbose=0 if args.quiet else 1)
+    except (ValueError, CheckpointError, PrivacyBudgetExhausted) as error:  # bad input: one line, what to do
         print(f"tfdpgen: error: {error}", file=sys.stderr)
         return 2
     return 0

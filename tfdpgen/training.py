@@ -1,21 +1,31 @@
-"""One training run from data to a served model: what `tfdpgen train` does, callable from Python."""
+"""One training run from data to a served model: what `tfdpgen train` does, callable from Python.
+
+A run directory holds run.json (the settings), checkpoints/, .secrets.json while training, and, once finished,
+privacy.json (written last), privacy.txt, samples.png and saved_model/1/. Calling `train_run` again on an unfinished
+run resumes it from its last readable checkpoint.
+"""
 import json
 import os
+import shutil
 import time
 
 import tensorflow as tf
 
+from tfdpgen.checkpoints import RunCheckpoint, delete_secrets, load_or_create_secrets
 from tfdpgen.data.images import load_images
-from tfdpgen.data.sampling import new_seed, private_batches
+from tfdpgen.data.sampling import distributed_private_batches, new_seed
 from tfdpgen.evaluation.plots import save_image_grid
 from tfdpgen.export.saved_model import export_sampler
 from tfdpgen.models.vae import DPVAE
+from tfdpgen.privacy import accounting
 from tfdpgen.privacy.report import privacy_statement
 from tfdpgen.privacy.settings import PrivacySettings
+from tfdpgen.strategies import make_strategy
 
 MODELS = {"vae": DPVAE}
 DEFAULT_EPSILON = 3.0
 FINISHED_MARKER = "privacy.json"  # written last: its presence means the run finished
+RUN_CONFIG = "run.json"
 
 
 class RunDirectoryError(ValueError):
@@ -26,61 +36,126 @@ def default_output(model: str, dataset: str) -> str:
     return os.path.join("runs", f"{model}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def check_output_dir(path: str) -> None:
+def check_output_dir(path: str, config: dict) -> bool:
+    """True when `path` holds an unfinished run of the same settings (resume), False when it is new or empty."""
     if os.path.exists(path) and not os.path.isdir(path):
-        raise RunDirectoryError(f"--output {path} is a file; give a directory that does not exist yet.")
+        raise RunDirectoryError(f"--output {path} is a file; give a directory.")
     if os.path.exists(os.path.join(path, FINISHED_MARKER)):
         raise RunDirectoryError(f"--output {path} already holds a finished run (it has {FINISHED_MARKER}); give a new "
                                 "directory. Nothing was overwritten.")
-    if os.path.isdir(path) and os.listdir(path):
-        raise RunDirectoryError(f"--output {path} already holds files of another, unfinished run; give a new or empty "
+    if not os.path.isdir(path) or not os.listdir(path):
+        return False
+    if not os.path.exists(os.path.join(path, RUN_CONFIG)):
+        raise RunDirectoryError(f"--output {path} holds files that are not a tfdpgen run; give a new or empty "
                                 "directory. Nothing was overwritten.")
+    with open(os.path.join(path, RUN_CONFIG)) as f:
+        saved = json.load(f)
+    changed = [f"{key}: {saved.get(key)!r} -> {value!r}" for key, value in config.items() if saved.get(key) != value]
+    if changed:
+        raise RunDirectoryError(f"--output {path} holds an unfinished run with other settings ({'; '.join(changed)}). "
+                                "Resume it with its own settings, or give a new directory. Nothing was overwritten.")
+    return True
+
+
+def fit_to(network, total_steps, batches, callbacks, verbose):
+    """Train until `dp_steps` reaches `total_steps`, keeping epoch boundaries where an uninterrupted run has them."""
+    per_epoch = network.privacy.steps_per_epoch
+    done = int(network.dp_steps.numpy())
+    if done % per_epoch and done < total_steps:  # resumed inside an epoch: finish that epoch first
+        epoch = done // per_epoch
+        network.fit(batches(), initial_epoch=epoch, epochs=epoch + 1, callbacks=callbacks, verbose=verbose,
+                    steps_per_epoch=min(per_epoch - done % per_epoch, total_steps - done))
+        done = int(network.dp_steps.numpy())
+    if done < total_steps:
+        network.fit(batches(), initial_epoch=done // per_epoch, epochs=-(-total_steps // per_epoch),
+                    steps_per_epoch=per_epoch, callbacks=callbacks, verbose=verbose)
 
 
 def train_run(model="vae", dataset="digits", data_dir=None, epsilon=None, delta=None, noise_multiplier=None,
               l2_norm_clip=1.0, epochs=30, batch_size=64, sampling="poisson", accountant="rdp", optimizer="adam",
-              learning_rate=5e-3, latent_dim=None, output=None, seed=None, verbose=1) -> str:
-    """Train a DP generator and write privacy.json, privacy.txt, samples.png and saved_model/1/ into `output`.
+              learning_rate=5e-3, latent_dim=None, output=None, seed=None, strategy="default", devices=None,
+              checkpoint_every=100, verbose=1) -> str:
+    """Train a DP generator into `output`, or resume the unfinished run there. Returns the run directory.
 
-    Every check (output directory, data, settings) runs before the first training step.
+    Every check (output directory, data, settings, strategy) runs before anything is written or trained.
     """
-    output = output or default_output(model, dataset)
-    check_output_dir(output)
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}: choose one of {sorted(MODELS)}.")
-    data = load_images(dataset, data_dir)
-    if seed is not None:
-        tf.keras.utils.set_random_seed(seed)
-    network = MODELS[model](image_shape=data.images.shape[1:], **({} if latent_dim is None else {"latent_dim": latent_dim}))
+    if checkpoint_every < 1:
+        raise ValueError(f"--checkpoint-every must be at least 1 step, got {checkpoint_every}.")
     if epsilon is None and noise_multiplier is None:
         epsilon = DEFAULT_EPSILON
+    config = {"model": model, "dataset": dataset, "data_dir": data_dir, "epsilon": epsilon, "delta": delta,
+              "noise_multiplier": noise_multiplier, "l2_norm_clip": l2_norm_clip, "epochs": epochs,
+              "batch_size": batch_size, "sampling": sampling, "accountant": accountant, "optimizer": optimizer,
+              "learning_rate": learning_rate, "latent_dim": latent_dim, "seed": seed}
+    output = output or default_output(model, dataset)
+    resuming = check_output_dir(output, config)
+    distribution = make_strategy(strategy, devices)
+    data = load_images(dataset, data_dir)
+    # Deterministic kernels make a replayed step bit-identical to the lost one (see checkpoints.py); they require a
+    # global seed, which only the initial weights depend on (noise and batches come from the run's secrets).
+    tf.keras.utils.set_random_seed(new_seed() % 2**31 if seed is None else seed)
+    tf.config.experimental.enable_op_determinism()
+    with distribution.scope():
+        network = MODELS[model](image_shape=data.images.shape[1:], seed=seed,
+                                **({} if latent_dim is None else {"latent_dim": latent_dim}))
     settings = PrivacySettings(dataset_size=len(data.images), batch_size=batch_size, epochs=epochs,
                                l2_norm_clip=l2_norm_clip, noise_multiplier=noise_multiplier, target_epsilon=epsilon,
                                delta=delta, sampling=sampling, accountant=accountant).resolved()
-    network.compile(privacy=settings, optimizer=optimizer, learning_rate=learning_rate)
-    if verbose:
-        print(f"DP training {model} on {dataset} ({settings.dataset_size} records): noise_multiplier "
-              f"{settings.noise_multiplier:.4f}, clip {settings.l2_norm_clip}, {settings.sampling} sampling q="
-              f"{settings.sampling_probability:.4f}, {settings.steps} steps, delta {settings.delta:.0e}")
-    batches = private_batches(data.images, data.labels, settings, seed=new_seed() if seed is None else seed)
-    network.fit(batches, epochs=epochs, steps_per_epoch=settings.steps_per_epoch, verbose=verbose)
 
     os.makedirs(output, exist_ok=True)
+    if not resuming:
+        with open(os.path.join(output, RUN_CONFIG), "w") as f:
+            json.dump(config, f, indent=2)
+    secrets = load_or_create_secrets(output, seed)
+    with distribution.scope():
+        network.compile(privacy=settings, optimizer=optimizer, learning_rate=learning_rate,
+                        noise_key=secrets["noise_key"])
+        network.optimizer._create_all_weights(network.trainable_variables)
+    checkpoint = RunCheckpoint(os.path.join(output, "checkpoints"), network, checkpoint_every)
+    if resuming:
+        checkpoint.restore_latest()
+    else:
+        checkpoint.save()  # step 0: from here on, a run directory always has a checkpoint to resume from
+    total = settings.steps
+    if settings.target_epsilon is not None:
+        total = min(total, accounting.max_steps_within(settings.target_epsilon, settings.noise_multiplier,
+                                                       settings.sampling_probability, settings.delta,
+                                                       settings.accountant))
+    if verbose:
+        print(f"DP training {model} on {dataset} ({settings.dataset_size} records, {distribution.num_replicas_in_sync} "
+              f"replica(s)): noise_multiplier {settings.noise_multiplier:.4f}, clip {settings.l2_norm_clip}, "
+              f"{settings.sampling} sampling q={settings.sampling_probability:.4f}, {total} steps, delta "
+              f"{settings.delta:.0e}" + (f"; resuming at step {int(network.dp_steps.numpy())}" if resuming else ""))
+    fit_to(network, total,
+           lambda: distributed_private_batches(data.images, data.labels, settings, distribution,
+                                               secrets["sampling_seed"], network.dp_steps),
+           [checkpoint], verbose)
+    checkpoint.save()
+    finish_run(output, network, model, dataset, settings, verbose)
+    return output
+
+
+def finish_run(output, network, model, dataset, settings, verbose=1):
+    """Write the export, the pictures and the statement, then privacy.json last; drop the secrets."""
     report = network.privacy_report()
     metadata = {"family": model, "dataset": dataset, "image_shape": list(network.image_shape),
                 "latent_dim": network.latent_dim, "privacy": report}
-    export_sampler(network, os.path.join(output, "saved_model", "1"), metadata=metadata)
-    save_image_grid(network.sample(64, seed=0), os.path.join(output, "samples.png"),
-                    title=f"DP-{model.upper()} on {dataset}, epsilon={report['epsilon']:.3g}, delta={report['delta']:.0e}"
-                    if report["epsilon"] is not None else f"{model} on {dataset}, no DP")
+    partial = os.path.join(output, "saved_model", ".1.partial")
+    final = os.path.join(output, "saved_model", "1")
+    for leftover in (partial, final):  # an export of this unfinished run, interrupted before privacy.json
+        shutil.rmtree(leftover, ignore_errors=True)
+    export_sampler(network, partial, metadata=metadata)
+    os.replace(partial, final)
+    title = (f"DP-{model.upper()} on {dataset}, epsilon={report['epsilon']:.3g}, delta={report['delta']:.0e}"
+             if report["epsilon"] is not None else f"{model} on {dataset}, no DP")
+    save_image_grid(network.sample(64, seed=0), os.path.join(output, "samples.png"), title=title)
     with open(os.path.join(output, "privacy.txt"), "w") as f:
         f.write(privacy_statement(settings, report["steps"]))
-    with open(os.path.join(output, "run.json"), "w") as f:
-        json.dump({"model": model, "dataset": dataset, "data_dir": data_dir, "optimizer": optimizer,
-                   "learning_rate": learning_rate, "latent_dim": network.latent_dim}, f, indent=2)
     with open(os.path.join(output, FINISHED_MARKER), "w") as f:
         json.dump(report, f, indent=2)
+    delete_secrets(output)
     if verbose:
-        print(f"spent epsilon={report['epsilon']} at delta={report['delta']:.0e} in {report['steps']} steps; "
-              f"wrote {output}/ (privacy.json, samples.png, saved_model/1)")
-    return output
+            print(f"spent epsilon={report['epsilon']} at delta={report['delta']:.0e} in {report['steps']} steps; "
+                  f"wrote {output}/ (privacy.json, samples.png, saved_model/1)")

@@ -38,7 +38,9 @@ def private_batches(x: np.ndarray, y: np.ndarray, settings, seed: int = None, st
                     replicas=(0,), num_replicas: int = 1) -> tf.data.Dataset:
     """An endless stream, from step `start_step`, of this pipeline's replicas' shares of each step's global batch.
 
-    Elements come step by step, one per replica in `replicas`, in that order (what
+    `start_step` may be the model's `dp_steps` variable: the stream then starts wherever the model is when iteration
+    begins, so a model restored inside `fit` (Keras' BackupAndRestore) continues at its own step and never reuses
+    another step's batch. Elements come step by step, one per replica in `replicas`, in that order (what
     `strategy.distribute_datasets_from_function` hands to the local replicas in turn).
     """
     seed = new_seed() if seed is None else int(seed)
@@ -58,7 +60,12 @@ def private_batches(x: np.ndarray, y: np.ndarray, settings, seed: int = None, st
         return tf.data.Dataset.from_tensor_slices(tf.constant(list(replicas), tf.int64)).map(
             lambda replica: replica_share(picked, replica))
 
-    return tf.data.Dataset.counter(start_step, dtype=tf.int64).flat_map(step_elements).prefetch(2)
+    if isinstance(start_step, tf.Variable):
+        steps = tf.data.Dataset.from_tensors(0).map(lambda _: tf.cast(start_step.read_value(), tf.int64)).flat_map(
+            lambda start: tf.data.Dataset.counter(start, dtype=tf.int64))
+    else:
+        steps = tf.data.Dataset.counter(start_step, dtype=tf.int64)
+    return steps.flat_map(step_elements).prefetch(2)
 
 
 def distributed_private_batches(x, y, settings, strategy, seed: int = None, start_step: int = 0):

@@ -77,9 +77,10 @@ class DPGenerativeModel(tf.keras.Model):
             loss = terms["loss"] if weights is None else terms["loss"] * tf.cast(weights, terms["loss"].dtype)
         variables = [v for network in self.private_networks for v in network.trainable_variables]
         gradients = private_gradients(self.optimizer, tape, loss, variables, self.privacy.batch_size, self.dp_noise,
-                                      self.dp_steps)
+                                      self.dp_steps.read_value())
         self.optimizer.apply_gradients(zip(gradients, variables))
-        self.dp_steps.assign_add(1)
+        with tf.control_dependencies(gradients):  # the step count moves only after this step's noise was drawn
+            self.dp_steps.assign_add(1)
         for name, values in terms.items():
             self.trackers[name].update_state(values, sample_weight=weights)
         return {name: tracker.result() for name, tracker in self.trackers.items()}

@@ -1,0 +1,95 @@
+"""Checkpoints of a training run, and resuming one without ever resetting the privacy count.
+
+A checkpoint holds the model's variables (weights, `dp_steps`, the model's random key) and the optimizer's (slots,
+iterations). It holds no secret: the noise key and the sampling seed live in the run's `.secrets.json` (mode 0600,
+deleted when the run finishes), so checkpoints stay as releasable as the DP guarantee says. Because batches and noise
+are stateless functions of (secret, step), a resumed run replays steps lost since the last checkpoint exactly: the
+replay is the same release as the lost step, so `steps` and `epsilon` end as in an uninterrupted run and nothing is
+under-counted.
+"""
+import json
+import os
+
+import tensorflow as tf
+
+from tfdpgen.data.sampling import new_seed
+from tfdpgen.privacy.noise import new_key
+
+SECRETS = ".secrets.json"
+
+
+class CheckpointError(RuntimeError):
+    """No checkpoint of the run can be read; resuming would restart the privacy count, so it is refused."""
+
+
+def load_or_create_secrets(run_dir: str, seed: int = None) -> dict:
+    """The run's noise key and sampling seed: read back on resume, else made (from `seed` if given)."""
+    path = os.path.join(run_dir, SECRETS)
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    if seed is None:
+        secrets = {"noise_key": new_key(), "sampling_seed": new_seed()}
+    else:
+        secrets = {"noise_key": 2 * seed + 1, "sampling_seed": 2 * seed + 2}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(secrets, f)
+    return secrets
+
+
+def delete_secrets(run_dir: str) -> None:
+    path = os.path.join(run_dir, SECRETS)
+    if os.path.exists(path):
+        os.remove(path)
+
+
+class RunCheckpoint(tf.keras.callbacks.Callback):
+    """Saves the model and optimizer every `every_steps` DP steps and at every epoch end, keeping the last three."""
+
+    def __init__(self, directory: str, model, every_steps: int = 100):
+        super().__init__()
+        if every_steps < 1:
+            raise ValueError(f"checkpoint interval must be at least 1 step, got {every_steps}.")
+        self.directory = directory
+        self.every_steps = every_steps
+        self.dp_model = model
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=3)
+        self.saved_step = None
+
+    def save(self) -> None:
+        step = int(self.dp_model.dp_steps.numpy())
+        if step != self.saved_step:
+            self.manager.save(checkpoint_number=step)
+            self.saved_step = step
+
+    def restore_latest(self) -> int:
+        """Restore the newest readable checkpoint, falling back to older ones; return its step count."""
+        candidates = list(reversed(self.manager.checkpoints))
+        if not candidates:
+            raise CheckpointError(f"{self.directory} holds no checkpoint of this unfinished run, so its privacy count "
+                                  "cannot be recovered. Start a new run in a new --output directory.")
+        errors = []
+        for path in candidates:
+            try:
+                self.checkpoint.read(path).assert_existing_objects_matched()
+            except (tf.errors.OpError, ValueError, AssertionError, IndexError, OSError) as error:
+                errors.append(f"{os.path.basename(path)}: {type(error).__name__}")
+                continue
+            step = int(self.dp_model.dp_steps.numpy())
+            if path.endswith(f"-{step}"):
+                self.saved_step = step
+                if errors:
+                    print(f"tfdpgen: skipped unreadable checkpoints ({'; '.join(errors)}); resumed from step {step}")
+                return step
+            errors.append(f"{os.path.basename(path)}: holds step {step}")
+        raise CheckpointError(f"no checkpoint in {self.directory} can be read ({'; '.join(errors)}); resuming would "
+                              "restart the privacy count. Start a new run in a new --output directory.")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.dp_model.dp_steps.numpy()) % self.every_steps == 0:
+            self.save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.save()
