@@ -35,8 +35,8 @@ def test_noise_std_is_sigma_clip_over_global_batch(replicas):
 
 def test_weights_without_noise_match_one_device():
     single = np.array(run("weights", 1)["kernel"])
-    for replicas in (2, 4):
-        out = run("weights", replicas)
+    for mode, replicas in (("weights", 2), ("weights", 4), ("weights_static", 2)):
+        out = run(mode, replicas)
         assert out["steps"] == 5
         np.testing.assert_allclose(out["kernel"], single, atol=1e-5, rtol=0)
         assert not np.allclose(single, 0)

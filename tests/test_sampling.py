@@ -73,3 +73,15 @@ def test_shuffled_batches_are_fixed_size_and_cover_each_epoch_once():
     first_epoch = np.concatenate([records(b) for b in batches[:3]])
     assert len(np.unique(first_epoch)) == 90
     assert not np.array_equal(batches[0][0], batches[3][0])  # reshuffled per epoch
+
+
+def test_static_size_pads_every_share_with_zero_weights_and_keeps_the_sample():
+    n, replicas = 400, 2
+    x = np.arange(n, dtype="float32")[:, None]
+    s = settings(n, 40)
+    dynamic = take(private_batches(x, np.zeros(n, "int32"), s, seed=9, replicas=range(2), num_replicas=2), 20)
+    static = private_batches(x, np.zeros(n, "int32"), s, seed=9, replicas=range(2), num_replicas=2, static_size=True)
+    assert static.element_spec[0].shape[0] is not None  # a static shape, for TPU / XLA
+    for a, b in zip(dynamic, take(static, 20)):
+        assert np.array_equal(records(a), records(b))
+        assert b[2].sum() == (a[2] > 0).sum()
