@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 import tfdpgen
+from tfdpgen.privacy.clipping.vectorized import VectorizedClipping
 from tfdpgen.privacy.gradients import private_gradients
 from toys import LinearToy
 
@@ -18,13 +19,17 @@ def settings(batch_size, clip, noise, dataset_size=10_000):
                                    noise_multiplier=noise)
 
 
-def test_update_is_mean_of_per_example_gradients_each_clipped():
+ENGINES = pytest.mark.parametrize("engine", ["fast", "vectorized"])
+
+
+@ENGINES
+def test_update_is_mean_of_per_example_gradients_each_clipped(engine):
     rng = np.random.default_rng(0)
     batch, clip = 16, 1.0
     x = (rng.normal(size=(batch, 5)) * rng.uniform(0.05, 3, size=(batch, 1))).astype("float32")
     y = rng.normal(size=(batch, 3)).astype("float32")
     model = LinearToy(5, 3)
-    model.compile(privacy=settings(batch, clip, 0.0), optimizer="sgd", learning_rate=1.0)
+    model.compile(privacy=settings(batch, clip, 0.0), optimizer="sgd", learning_rate=1.0, engine=engine)
     before = model.net.kernel.numpy().copy()
 
     per_example = []
@@ -43,12 +48,13 @@ def test_update_is_mean_of_per_example_gradients_each_clipped():
     assert not np.allclose(after, before - np.mean(per_example, axis=0), atol=1e-3)  # clipping changed the update
 
 
+@ENGINES
 @pytest.mark.parametrize("actual_batch", [64, 40])
-def test_noise_std_is_sigma_clip_over_expected_batch(actual_batch):
+def test_noise_std_is_sigma_clip_over_expected_batch(actual_batch, engine):
     """Zero true gradient: the update is the noise alone, std sigma*C/B with B the expected batch size."""
     expected_batch, clip, sigma, width = 64, 1.5, 1.2, 8192
     model = LinearToy(4, width, zero_init=True)
-    model.compile(privacy=settings(expected_batch, clip, sigma), optimizer="sgd", learning_rate=1.0)
+    model.compile(privacy=settings(expected_batch, clip, sigma), optimizer="sgd", learning_rate=1.0, engine=engine)
     x = np.zeros((actual_batch, 4), "float32")
     one_step(model, x, np.zeros((actual_batch, width), "float32"))
     noise = model.net.kernel.numpy().ravel()
@@ -58,12 +64,14 @@ def test_noise_std_is_sigma_clip_over_expected_batch(actual_batch):
     assert abs(noise.std() / target - 1) < 0.05, (noise.std(), target)
 
 
-def test_outlier_update_norm_is_lr_clip_over_batch_in_vae():
+@ENGINES
+def test_outlier_update_norm_is_lr_clip_over_batch_in_vae(engine):
     """One outlier record through the real DP-VAE: the update of all its variables has norm exactly lr*C/B."""
     tf.keras.utils.set_random_seed(3)
     clip, batch, lr = 0.5, 32, 0.1
     model = tfdpgen.DPVAE(image_shape=(8, 8, 1), latent_dim=4)
-    model.compile(privacy=settings(batch, clip, 0.0, dataset_size=1000), optimizer="sgd", learning_rate=lr)
+    model.compile(privacy=settings(batch, clip, 0.0, dataset_size=1000), optimizer="sgd", learning_rate=lr,
+                  engine=engine)
     model(np.zeros((1, 8, 8, 1), "float32"))
     before = [v.numpy() for n in model.private_networks for v in n.trainable_variables]
     outlier = np.ones((1, 8, 8, 1), "float32")
@@ -92,9 +100,9 @@ def test_private_gradients_rejects_batch_mean_loss_and_plain_optimizers():
     with tf.GradientTape() as tape:
         loss = tf.reduce_mean(model.per_example_terms(tf.ones((4, 2)), tf.ones((4, 2)), True)["loss"])
     with pytest.raises(ValueError, match="one value per example"):
-        private_gradients(model.optimizer, tape, loss, variables, 4, model.dp_noise, 0)
+        private_gradients(model.clipping, tape, loss, variables, None, 4, model.dp_noise, 0)
     with pytest.raises(TypeError, match="DP optimizer"):
-        private_gradients(tf.keras.optimizers.legacy.SGD(), tape, loss, variables, 4, model.dp_noise, 0)
+        VectorizedClipping(tf.keras.optimizers.legacy.SGD())
 
 
 def test_noise_is_fresh_at_every_step():

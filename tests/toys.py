@@ -17,4 +17,4 @@ class LinearToy(DPGenerativeModel):
     generator_networks = property(lambda self: [self.net])
 
     def per_example_terms(self, x, y, training):
-        return {"loss": 0.5 * tf.reduce_sum(tf.square(self.net(x) - y), axis=1)}
+        return {"loss": 0.5 * tf.reduce_sum(tf.square(self.run(self.net, x) - y), axis=1)}

@@ -2,9 +2,11 @@
 import tensorflow as tf
 
 from tfdpgen.privacy.budget import PrivacyBudget
+from tfdpgen.privacy.clipping.fast import FastClipping, Recorder
+from tfdpgen.privacy.clipping.vectorized import VectorizedClipping
 from tfdpgen.privacy.gradients import private_gradients
 from tfdpgen.privacy.noise import GaussianNoise, new_key
-from tfdpgen.privacy.optimizers import make_dp_optimizer
+from tfdpgen.privacy.optimizers import make_optimizer
 from tfdpgen.privacy.report import privacy_report
 from tfdpgen.privacy.settings import PrivacySettings
 
@@ -14,7 +16,8 @@ class DPGenerativeModel(tf.keras.Model):
 
     Subclasses define `per_example_terms(x, y, training)` (a dict of per-example vectors whose "loss" entry is
     differentiated), `private_networks` (every network that reads private records), `generator_networks` (what is
-    exported) and `generate(z, labels)`. The step count the accountant uses is the model variable `dp_steps`, so
+    exported) and `generate(z, labels)`. Inside `per_example_terms`, call networks through `self.run(network, x)`: the
+    fast clipping engine records their layers there (a layer used outside `run` falls back to slower Jacobians). The step count the accountant uses is the model variable `dp_steps`, so
     checkpoints carry it. Model randomness inside a step (a VAE's reparameterization) should use `step_seed`, so a
     replayed step is the same computation.
     """
@@ -26,6 +29,8 @@ class DPGenerativeModel(tf.keras.Model):
         self.latent_dim = latent_dim
         self.privacy = None
         self.dp_noise = None
+        self.clipping = None
+        self.recorder = None
         self.dp_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="dp_steps",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.random_key = tf.Variable(new_key() if seed is None else seed, dtype=tf.int64, trainable=False,
@@ -33,8 +38,9 @@ class DPGenerativeModel(tf.keras.Model):
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in self.metric_names}
 
     def compile(self, privacy: PrivacySettings, optimizer: str = "adam", learning_rate: float = 1e-3,
-                noise_key: int = None, **kwargs):
-        """Compile with DP settings; `optimizer` names a TF Privacy vectorized DP optimizer ("sgd" or "adam").
+                noise_key: int = None, engine: str = "fast", **kwargs):
+        """Compile with DP settings. `optimizer`: "sgd" or "adam". `engine`: how per-example gradients are clipped,
+        "fast" (per-layer norms, the default) or "vectorized" (TensorFlow Privacy's vectorized optimizer).
 
         `noise_key` seeds the DP noise (default: fresh OS entropy). Keep it as secret as the data.
         """
@@ -43,7 +49,16 @@ class DPGenerativeModel(tf.keras.Model):
         self.privacy = privacy if privacy.is_resolved else privacy.resolved()
         replicas = self.distribute_strategy.num_replicas_in_sync
         self.dp_noise = GaussianNoise(self.privacy.noise_multiplier * self.privacy.l2_norm_clip, replicas, noise_key)
-        super().compile(optimizer=make_dp_optimizer(optimizer, self.privacy, learning_rate), **kwargs)
+        keras_optimizer = make_optimizer(optimizer, self.privacy, learning_rate, engine)
+        self.clipping = (FastClipping(self.privacy.l2_norm_clip) if engine == "fast" else
+                         VectorizedClipping(keras_optimizer))
+        super().compile(optimizer=keras_optimizer, **kwargs)
+
+    def run(self, network, inputs, training=False):
+        """Call `network` on `inputs`; during a fast-engine train step, layer by layer with its layers recorded."""
+        if self.recorder is None:
+            return network(inputs, training=training)
+        return self.recorder.run(network, inputs, training)
 
     def step_seed(self, salt: int = 0):
         """A stateless seed for this step, replica and purpose `salt`."""
@@ -72,12 +87,17 @@ class DPGenerativeModel(tf.keras.Model):
 
     def train_step(self, data):
         x, y, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            terms = self.per_example_terms(x, y, training=True)
+        recorder = Recorder() if isinstance(self.clipping, FastClipping) else None
+        with tf.GradientTape(persistent=recorder is not None) as tape:
+            self.recorder = recorder
+            try:
+                terms = self.per_example_terms(x, y, training=True)
+            finally:
+                self.recorder = None
             loss = terms["loss"] if weights is None else terms["loss"] * tf.cast(weights, terms["loss"].dtype)
         variables = [v for network in self.private_networks for v in network.trainable_variables]
-        gradients = private_gradients(self.optimizer, tape, loss, variables, self.privacy.batch_size, self.dp_noise,
-                                      self.dp_steps.read_value())
+        gradients = private_gradients(self.clipping, tape, loss, variables, recorder, self.privacy.batch_size,
+                                      self.dp_noise, self.dp_steps.read_value())
         self.optimizer.apply_gradients(zip(gradients, variables))
         with tf.control_dependencies(gradients):  # the step count moves only after this step's noise was drawn
             self.dp_steps.assign_add(1)

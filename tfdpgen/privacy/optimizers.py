@@ -1,26 +1,24 @@
-"""TensorFlow Privacy's vectorized DP Keras optimizers, built from PrivacySettings."""
+"""Optimizers for DP training: plain Keras optimizers for the fast engine, TF Privacy's vectorized DP optimizers
+(built with noise 0: noise is added once per global batch in privacy.noise) for the `vectorized` engine."""
 import tensorflow as tf
 from tensorflow_privacy.privacy.optimizers import dp_optimizer_keras_vectorized as vectorized
 
 from tfdpgen.privacy.settings import PrivacySettings
 
-DP_OPTIMIZERS = {
-    "sgd": vectorized.VectorizedDPKerasSGDOptimizer,
-    "adam": vectorized.VectorizedDPKerasAdamOptimizer,
-}
+OPTIMIZERS = {"sgd": tf.keras.optimizers.legacy.SGD, "adam": tf.keras.optimizers.legacy.Adam}
+DP_OPTIMIZERS = {"sgd": vectorized.VectorizedDPKerasSGDOptimizer, "adam": vectorized.VectorizedDPKerasAdamOptimizer}
+ENGINES = ("fast", "vectorized")
 
 
-def make_dp_optimizer(name: str, settings: PrivacySettings, learning_rate: float, **kwargs):
-    """A TF Privacy vectorized DP optimizer that clips each example's gradient to `settings.l2_norm_clip`.
-
-    Its own noise is 0: privacy.noise adds the noise once per global batch (TF Privacy's would be added on every
-    replica, and from a seed-dependent stateful op).
-    """
-    if name not in DP_OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(DP_OPTIMIZERS)}, got {name!r}.")
-    return DP_OPTIMIZERS[name](
-        l2_norm_clip=settings.l2_norm_clip, noise_multiplier=0.0, num_microbatches=None,
-        unconnected_gradients_to_zero=True, learning_rate=learning_rate, **kwargs)
+def make_optimizer(name: str, settings: PrivacySettings, learning_rate: float, engine: str = "fast", **kwargs):
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}.")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}.")
+    if engine == "fast":
+        return OPTIMIZERS[name](learning_rate=learning_rate, **kwargs)
+    return DP_OPTIMIZERS[name](l2_norm_clip=settings.l2_norm_clip, noise_multiplier=0.0, num_microbatches=None,
+                               unconnected_gradients_to_zero=True, learning_rate=learning_rate, **kwargs)
 
 
 def is_dp_optimizer(optimizer) -> bool:

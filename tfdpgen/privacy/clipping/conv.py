@@ -1,0 +1,36 @@
+"""Conv1D and Conv2D (strides, padding, dilation; channels_last, one group): norms from unfolded input patches."""
+import tensorflow as tf
+
+from tfdpgen.privacy.clipping.norms import as_positions, outer_sum_squared_norms, sum_over_positions_squared
+
+LAYERS = (tf.keras.layers.Conv1D, tf.keras.layers.Conv2D)
+
+
+def supports(layer, x):
+    return (type(layer) in LAYERS and layer.data_format == "channels_last" and layer.groups == 1)
+
+
+def forward(layer, x):
+    if layer.padding == "causal":  # as Keras' Conv1D.call: pad on the left, then a VALID convolution
+        x = tf.pad(x, [[0, 0], [(layer.kernel_size[0] - 1) * layer.dilation_rate[0], 0], [0, 0]])
+    z = layer.convolution_op(x, layer.kernel)
+    if layer.use_bias:
+        z = tf.nn.bias_add(z, layer.bias)
+    return z, layer.activation(z), x
+
+
+def patches(layer, x):
+    """Input patches [B, T, k*k*C_in] in the kernel's flattening order (rows, columns, channels); causal inputs
+    arrive padded by `forward`."""
+    padding = "VALID" if layer.padding == "causal" else layer.padding.upper()
+    if isinstance(layer, tf.keras.layers.Conv1D):
+        x = x[:, None]
+        sizes, strides, rates = [1, 1, *layer.kernel_size, 1], [1, 1, *layer.strides, 1], [1, 1, *layer.dilation_rate, 1]
+    else:
+        sizes, strides, rates = [1, *layer.kernel_size, 1], [1, *layer.strides, 1], [1, *layer.dilation_rate, 1]
+    return as_positions(tf.image.extract_patches(x, sizes=sizes, strides=strides, rates=rates, padding=padding))
+
+
+def squared_norms(layer, x, g):
+    norms = outer_sum_squared_norms(patches(layer, x), as_positions(g))
+    return norms + sum_over_positions_squared(g) if layer.use_bias else norms

@@ -1,0 +1,36 @@
+"""Conv2DTranspose: the adjoint of a convolution, so its kernel gradient pairs patches of the *output* gradient with
+the layer's input (kernel layout [kh, kw, C_out, C_in])."""
+import tensorflow as tf
+
+from tfdpgen.privacy.clipping.norms import as_positions, outer_sum_squared_norms, sum_over_positions_squared
+
+LAYERS = (tf.keras.layers.Conv2DTranspose,)
+
+
+def supports(layer, x):
+    return type(layer) in LAYERS and layer.data_format == "channels_last" and layer.output_padding is None
+
+
+def output_length(length, kernel, stride, dilation, padding):
+    kernel = (kernel - 1) * dilation + 1
+    return length * stride if padding == "same" else length * stride + max(kernel - stride, 0)
+
+
+def forward(layer, x):
+    shape = tf.shape(x)
+    heights = [output_length(shape[axis], layer.kernel_size[i], layer.strides[i], layer.dilation_rate[i],
+                             layer.padding) for i, axis in enumerate((1, 2))]
+    z = tf.nn.conv2d_transpose(x, layer.kernel, tf.stack([shape[0], *heights, layer.filters]),
+                               strides=[1, *layer.strides, 1], padding=layer.padding.upper(),
+                               dilations=[1, *layer.dilation_rate, 1])
+    if layer.use_bias:
+        z = tf.nn.bias_add(z, layer.bias)
+    return z, layer.activation(z), x
+
+
+def squared_norms(layer, x, g):
+    kh, kw = layer.kernel_size
+    g_patches = tf.image.extract_patches(g, sizes=[1, kh, kw, 1], strides=[1, *layer.strides, 1],
+                                         rates=[1, *layer.dilation_rate, 1], padding=layer.padding.upper())
+    norms = outer_sum_squared_norms(as_positions(g_patches), as_positions(x))
+    return norms + sum_over_positions_squared(g) if layer.use_bias else norms

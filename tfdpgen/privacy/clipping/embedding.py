@@ -1,0 +1,23 @@
+"""Embedding: example i's gradient row for id v is the sum of g_it over positions t holding v, so
+||G_i||^2 = sum_{t,s} [id_it == id_is] (g_it . g_is)."""
+import tensorflow as tf
+
+LAYERS = (tf.keras.layers.Embedding,)
+
+
+def supports(layer, x):
+    return type(layer) in LAYERS
+
+
+def forward(layer, ids):
+    ids = tf.cast(ids, tf.int32)
+    z = tf.gather(layer.embeddings, ids)
+    return z, z, ids
+
+
+def squared_norms(layer, ids, g):
+    batch = tf.shape(ids)[0]
+    ids = tf.reshape(ids, [batch, -1])
+    g = tf.reshape(g, [batch, tf.shape(ids)[1], g.shape[-1]])
+    same = tf.cast(tf.equal(ids[:, :, None], ids[:, None, :]), g.dtype)
+    return tf.reduce_sum(same * tf.einsum("btd,bsd->bts", g, g), axis=[1, 2])

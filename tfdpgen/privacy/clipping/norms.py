@@ -1,0 +1,31 @@
+"""Per-example squared norms of sums of outer products, without forming per-example gradients when that is cheaper.
+
+A layer whose weight gradient for example i is G_i = sum_t a_it g_it^T (t over positions: sequence steps, image
+patches) has ||G_i||_F^2 = sum_{t,s} (a_it . a_is)(g_it . g_is) (the "ghost norm", cost T^2 (p + q)), or can form
+G_i directly (cost T p q). `outer_sum_squared_norms` takes whichever is cheaper (mixed ghost clipping, Bu et al. 2022).
+"""
+import tensorflow as tf
+
+
+def outer_sum_squared_norms(a, g):
+    """||sum_t a[i, t] g[i, t]^T||_F^2 for a [B, T, p] and g [B, T, q]; returns [B]."""
+    positions, p, q = a.shape[1], a.shape[2], g.shape[2]
+    if positions is None or positions * (p + q) <= p * q:
+        a_gram = tf.einsum("btp,bsp->bts", a, a)
+        g_gram = tf.einsum("btq,bsq->bts", g, g)
+        return tf.reduce_sum(a_gram * g_gram, axis=[1, 2])
+    per_example = tf.einsum("btp,btq->bpq", a, g)
+    return tf.reduce_sum(tf.square(per_example), axis=[1, 2])
+
+
+def as_positions(tensor):
+    """[B, ..., d] -> [B, T, d] with T the product of the middle axes (1 when there are none)."""
+    shape = tf.shape(tensor)
+    return tf.reshape(tensor, tf.stack([shape[0], -1, shape[-1]])) if tensor.shape.rank != 3 else tensor
+
+
+def sum_over_positions_squared(g):
+    """||sum_t g[i, t]||^2 for g [B, ..., q] (a bias's per-example gradient); returns [B]."""
+    axes = list(range(1, g.shape.rank - 1))
+    summed = tf.reduce_sum(g, axis=axes) if axes else g
+    return tf.reduce_sum(tf.square(summed), axis=-1)
