@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--accountant", choices=["rdp", "pld"], default="rdp")
     train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     train.add_argument("--learning-rate", type=float, default=5e-3)
+    train.add_argument("--engine", choices=["fast", "vectorized"], default="fast",
+                       help="per-example clipping: fast (per-layer norms) or TF Privacy's vectorized optimizer")
     train.add_argument("--output", help="run directory (default: runs/<model>-<dataset>-<time>); an unfinished run "
                                         "there is resumed from its last checkpoint")
     train.add_argument("--seed", type=int,
@@ -59,7 +61,7 @@ def main(argv=None) -> int:
                       epochs=args.epochs, batch_size=args.batch_size, sampling=args.sampling,
                       accountant=args.accountant, optimizer=args.optimizer, learning_rate=args.learning_rate,
                       output=args.output, seed=args.seed, strategy=args.strategy, devices=args.devices,
-                      checkpoint_every=args.checkpoint_every, verbose=0 if args.quiet else 1)
+                      checkpoint_every=args.checkpoint_every, engine=args.engine, verbose=0 if args.quiet else 1)
     except (ValueError, CheckpointError, PrivacyBudgetExhausted) as error:  # bad input: one line, what to do
         print(f"tfdpgen: error: {error}", file=sys.stderr)
         return 2

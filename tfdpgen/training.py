@@ -74,7 +74,7 @@ def fit_to(network, total_steps, batches, callbacks, verbose):
 def train_run(model="vae", dataset="digits", data_dir=None, epsilon=None, delta=None, noise_multiplier=None,
               l2_norm_clip=1.0, epochs=30, batch_size=64, sampling="poisson", accountant="rdp", optimizer="adam",
               learning_rate=5e-3, latent_dim=None, output=None, seed=None, strategy="default", devices=None,
-              checkpoint_every=100, verbose=1) -> str:
+              checkpoint_every=100, engine="fast", verbose=1) -> str:
     """Train a DP generator into `output`, or resume the unfinished run there. Returns the run directory.
 
     Every check (output directory, data, settings, strategy) runs before anything is written or trained.
@@ -111,7 +111,7 @@ def train_run(model="vae", dataset="digits", data_dir=None, epsilon=None, delta=
     secrets = load_or_create_secrets(output, seed)
     with distribution.scope():
         network.compile(privacy=settings, optimizer=optimizer, learning_rate=learning_rate,
-                        noise_key=secrets["noise_key"])
+                        noise_key=secrets["noise_key"], engine=engine)
         network.optimizer._create_all_weights(network.trainable_variables)
     checkpoint = RunCheckpoint(os.path.join(output, "checkpoints"), network, checkpoint_every)
     if resuming:
@@ -125,7 +125,7 @@ def train_run(model="vae", dataset="digits", data_dir=None, epsilon=None, delta=
                                                        settings.accountant))
     if verbose:
         print(f"DP training {model} on {dataset} ({settings.dataset_size} records, {distribution.num_replicas_in_sync} "
-              f"replica(s)): noise_multiplier {settings.noise_multiplier:.4f}, clip {settings.l2_norm_clip}, "
+              f"replica(s), {engine} clipping): noise_multiplier {settings.noise_multiplier:.4f}, clip {settings.l2_norm_clip}, "
               f"{settings.sampling} sampling q={settings.sampling_probability:.4f}, {total} steps, delta "
               f"{settings.delta:.0e}" + (f"; resuming at step {int(network.dp_steps.numpy())}" if resuming else ""))
     fit_to(network, total,

@@ -79,7 +79,7 @@ class DPVAE(DPGenerativeModel):
 
     def per_example_terms(self, x, y, training):
         mean, log_var = tf.split(self.run(self.encoder, x, training), 2, axis=-1)
-        z = mean + tf.exp(0.5 * log_var) * tf.random.stateless_normal(tf.shape(mean), seed=self.step_seed())
+        z = mean + tf.exp(0.5 * log_var) * tf.random.stateless_normal(tf.shape(mean), seed=self.step_seed(), alg="philox")
         logits = self.run(self.decoder, z, training)
         reconstruction = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits), axis=[1, 2, 3])
         kl = 0.5 * tf.reduce_sum(tf.exp(log_var) + tf.square(mean) - 1.0 - log_var, axis=1)

@@ -38,6 +38,6 @@ class GaussianNoise:
         stream = tf.cast(step, tf.int64) * self.num_replicas + tf.cast(replica_id, tf.int64)
         seed = tf.stack([tf.constant(self.key, tf.int64), stream])
         sizes = [tf.size(t) for t in tensors]
-        flat = tf.random.stateless_normal([tf.add_n(sizes)], seed=seed, stddev=self.share_stddev,
+        flat = tf.random.stateless_normal([tf.add_n(sizes)], seed=seed, stddev=self.share_stddev, alg="philox",
                                           dtype=tensors[0].dtype)
         return [tf.reshape(part, tf.shape(t)) for part, t in zip(tf.split(flat, sizes), tensors)]
