@@ -1,0 +1,203 @@
+"""Examples per second and peak memory of one DP training step, per framework, on the same shapes.
+
+    .venv/bin/python benchmarks/dp_step_speed.py [--quick] [--batches 64 256 1024]
+
+Each (framework, model, batch) runs in its own process. Frameworks: plain Keras (the baseline), TensorFlow Privacy's
+VectorizedDPKerasSGDOptimizer, TensorFlow Privacy's DPSequential with its default layer registry (ghost norms for
+Dense and Embedding only), and tfdpgen's DP step (fast engine, noise included). Models: MLP 784-512-512-10, a small
+CNN (conv 16-32, stride 2), the DCGAN discriminator (conv 64-128, 5x5, stride 2) and the DP-VAE (its encoder and
+decoder both trained privately). Timing: median of 5 windows after a warm-up; memory: peak resident set size of the
+process minus its size right before the first step (the model, data and TensorFlow runtime are in the baseline).
+Writes benchmarks/results/dp_step_speed.json and prints ratios to plain Keras.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FRAMEWORKS = ("keras", "tfp_vectorized", "tfp_dpsequential", "tfdpgen")
+MODELS = ("mlp", "cnn", "dcgan_discriminator", "dp_vae")
+
+
+def build_network(name, tf):
+    L = tf.keras.layers
+    if name == "mlp":
+        return tf.keras.Sequential([L.InputLayer(input_shape=(784,)), L.Dense(512, activation="relu"),
+                                    L.Dense(512, activation="relu"), L.Dense(10)]), (784,)
+    if name == "cnn":
+        return tf.keras.Sequential([L.InputLayer(input_shape=(28, 28, 1)),
+                                    L.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
+                                    L.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
+                                    L.Flatten(), L.Dense(10)]), (28, 28, 1)
+    if name == "dcgan_discriminator":
+        return tf.keras.Sequential([L.InputLayer(input_shape=(28, 28, 1)),
+                                    L.Conv2D(64, 5, strides=2, padding="same"), L.LeakyReLU(0.2),
+                                    L.Conv2D(128, 5, strides=2, padding="same"), L.LeakyReLU(0.2),
+                                    L.Flatten(), L.Dense(10)]), (28, 28, 1)
+    raise ValueError(name)
+
+
+def measure(framework, model_name, batch):
+    """Run inside a fresh process: build, warm up, time. Returns a dict of figures."""
+    import resource
+
+    import numpy as np
+    import tfdpgen
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    loss_none = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
+    settings = tfdpgen.PrivacySettings(dataset_size=60_000, batch_size=batch, epochs=1, noise_multiplier=1.0)
+    if model_name == "dp_vae":
+        if framework == "tfp_dpsequential":
+            return {"skipped": "DPSequential trains one Sequential on one compiled loss; a VAE is two networks"}
+        x = rng.uniform(size=(batch, 28, 28, 1)).astype("float32")
+        data = (x,)
+        model = tfdpgen.DPVAE(image_shape=(28, 28, 1), latent_dim=16)
+        if framework == "keras":
+            model.compile(privacy=settings, optimizer="sgd", learning_rate=0.01)
+            model.train_step = lambda batch_data: plain_vae_step(model, batch_data, tf)
+        else:
+            model.compile(privacy=settings, optimizer="sgd", learning_rate=0.01,
+                          engine="vectorized" if framework == "tfp_vectorized" else "fast")
+    else:
+        network, shape = build_network(model_name, tf)
+        x = rng.normal(size=(batch, *shape)).astype("float32")
+        y = rng.integers(0, 10, size=(batch,)).astype("int32")
+        data = (x, y)
+        if framework == "keras":
+            model = network
+            model.compile(optimizer=tf.keras.optimizers.legacy.SGD(0.01),
+                          loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        elif framework == "tfp_vectorized":
+            from tensorflow_privacy.privacy.optimizers.dp_optimizer_keras_vectorized import \
+                VectorizedDPKerasSGDOptimizer
+            model = network
+            model.compile(optimizer=VectorizedDPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=1.0,
+                                                                  num_microbatches=None, learning_rate=0.01),
+                          loss=loss_none)
+        elif framework == "tfp_dpsequential":
+            from tensorflow_privacy.privacy.fast_gradient_clipping import layer_registry
+            from tensorflow_privacy.privacy.keras_models.dp_keras_model import DPSequential
+            model = DPSequential(l2_norm_clip=1.0, noise_multiplier=1.0,
+                                 layer_registry=layer_registry.make_default_layer_registry(), layers=network.layers)
+            model.build((None, *shape))
+            model.compile(optimizer=tf.keras.optimizers.legacy.SGD(0.01),
+                          loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        else:
+            model = Classifier(network, loss_none)
+            model.compile(privacy=settings, optimizer="sgd", learning_rate=0.01)
+    dataset = tf.data.Dataset.from_tensors(data).repeat()
+    iterator = iter(dataset)
+    train_function = model.make_train_function()
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    train_function(iterator)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    train_function(iterator)
+    step = time.perf_counter() - start
+    if step * 5 * 3 > 600:
+        return {"skipped": f"projected {step:.1f} s per step", "seconds_per_step": step}
+    per_window = max(1, min(20, int(2.0 / max(step, 1e-3))))
+    rates = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(per_window):
+            logs = train_function(iterator)
+        float(next(iter(logs.values())))  # wait for the last step
+        rates.append(per_window * batch / (time.perf_counter() - start))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"examples_per_second": float(np.median(rates)), "first_step_seconds": first,
+            "peak_rss_mb": peak / 1024, "training_memory_mb": (peak - baseline) / 1024}
+
+
+def plain_vae_step(model, data, tf):
+    """The DP-VAE's loss trained without DP (mean over the batch, one backward pass)."""
+    x = data[0] if isinstance(data, tuple) else data
+    variables = model.encoder.trainable_variables + model.decoder.trainable_variables
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(model.per_example_terms(x, None, True)["loss"])
+    model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return {"loss": loss}
+
+
+def Classifier(network, loss_fn):
+    """A classifier as a tfdpgen DP model, so it goes through the same DP step as the generators."""
+    from tfdpgen.models.base import DPGenerativeModel
+
+    class DPClassifier(DPGenerativeModel):
+        def __init__(self):
+            super().__init__(latent_dim=1)
+            self.network = network
+
+        private_networks = property(lambda self: [self.network])
+        generator_networks = property(lambda self: [self.network])
+
+        def per_example_terms(self, x, y, training):
+            return {"loss": loss_fn(y, self.run(self.network, x, training))}
+
+    return DPClassifier()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, nargs="+", default=[64, 256, 1024])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS), choices=FRAMEWORKS)
+    parser.add_argument("--quick", action="store_true", help="batch 256 only")
+    parser.add_argument("--one", nargs=3, metavar=("FRAMEWORK", "MODEL", "BATCH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        framework, model_name, batch = args.one
+        print("RESULT " + json.dumps(measure(framework, model_name, int(batch))))
+        return
+    batches = [256] if args.quick else args.batches
+    results = []
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    for model_name in args.models:
+        for batch in batches:
+            for framework in args.frameworks:
+                started = time.time()
+                out = subprocess.run([sys.executable, __file__, "--one", framework, model_name, str(batch)],
+                                     capture_output=True, text=True, env=env, timeout=1800)
+                lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+                figures = json.loads(lines[-1][7:]) if lines else {"error": out.stderr.strip().splitlines()[-1:]}
+                figures.update(framework=framework, model=model_name, batch=batch,
+                               wall_seconds=round(time.time() - started, 1))
+                results.append(figures)
+                print(json.dumps(figures), flush=True)
+    table(results)
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    path = os.path.join(HERE, "results", "dp_step_speed.json")
+    with open(path, "w") as f:
+        json.dump({"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                   "command": " ".join(sys.argv), "results": results}, f, indent=2)
+    print(f"wrote {path}")
+
+
+def table(results):
+    print(f"\n{'model':22} {'batch':>5} " + " ".join(f"{f:>26}" for f in FRAMEWORKS))
+    keyed = {(r["framework"], r["model"], r["batch"]): r for r in results}
+    for model_name, batch in sorted({(r["model"], r["batch"]) for r in results}, key=lambda k: (MODELS.index(k[0]), k[1])):
+        plain = keyed.get(("keras", model_name, batch), {}).get("examples_per_second")
+        cells = []
+        for framework in FRAMEWORKS:
+            r = keyed.get((framework, model_name, batch), {})
+            rate = r.get("examples_per_second")
+            if rate is None:
+                cells.append(f"{'skipped' if 'skipped' in r else '-':>26}")
+            else:
+                ratio = f" ({plain / rate:.2f}x)" if plain else ""
+                memory = f" {r['training_memory_mb']:.0f}MB"
+                cells.append(f"{rate:>9,.0f}{ratio:>9}{memory:>8}")
+        print(f"{model_name:22} {batch:>5} " + " ".join(cells))
+    print("cells: examples/s (plain Keras time / framework time as 'Nx slower') training memory")
+
+
+if __name__ == "__main__":
+    main()
