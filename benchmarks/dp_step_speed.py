@@ -171,12 +171,19 @@ def main():
                                wall_seconds=round(time.time() - started, 1))
                 results.append(figures)
                 print(json.dumps(figures), flush=True)
-    table(results)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     path = os.path.join(HERE, "results", "dp_step_speed.json")
+    commands = []
+    if os.path.exists(path):  # a partial run replaces its own cases and keeps the others
+        with open(path) as f:
+            previous = json.load(f)
+        fresh = {(r["framework"], r["model"], r["batch"]) for r in results}
+        results = [r for r in previous["results"] if (r["framework"], r["model"], r["batch"]) not in fresh] + results
+        commands = previous.get("commands", [previous["command"]] if "command" in previous else [])
+    table(results)
     with open(path, "w") as f:
         json.dump({"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                   "command": " ".join(sys.argv), "results": results}, f, indent=2)
+                   "commands": commands + [" ".join(sys.argv)], "results": results}, f, indent=2)
     print(f"wrote {path}")
 
 

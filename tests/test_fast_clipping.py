@@ -89,3 +89,31 @@ def test_fast_clipped_sum_equals_vectorized_reference(case):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max())
     unclipped = [np.sum(j, axis=0) for j in jacobians]
     assert not all(np.allclose(a, b, rtol=1e-3) for a, b in zip(fast, unclipped))
+
+
+class TwiceProbe(Probe):
+    """Runs its network twice in the loss: the recorded layers then have cross terms between the two calls."""
+
+    def per_example_terms(self, x, y, training):
+        first = self.run(self.network, x, training)
+        second = self.run(self.network, x * 0.5, training)
+        return {"loss": tf.reduce_sum(tf.square(first + 2.0 * second), axis=1)}
+
+
+def test_network_run_twice_in_one_loss_takes_the_exact_path():
+    tf.keras.utils.set_random_seed(0)
+    network = tf.keras.Sequential([L.InputLayer(input_shape=(5,)), L.Dense(4, activation="tanh"), L.Dense(3)])
+    x = np.random.default_rng(2).normal(size=(10, 5)).astype("float32") * 2
+    sums = {}
+    for engine in ("fast", "vectorized"):
+        model = TwiceProbe(network)
+        model.compile(privacy=tfdpgen.PrivacySettings(dataset_size=100, batch_size=10, epochs=1, l2_norm_clip=0.3,
+                                                      noise_multiplier=1.0), optimizer="sgd", engine=engine)
+        recorder = Recorder() if engine == "fast" else None
+        with tf.GradientTape(persistent=True) as tape:
+            model.recorder = recorder
+            loss = model.per_example_terms(x, None, True)["loss"]
+            model.recorder = None
+        sums[engine] = model.clipping.clipped_sums(tape, loss, network.trainable_variables, recorder)
+    for a, b in zip(sums["fast"], sums["vectorized"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

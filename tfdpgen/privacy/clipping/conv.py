@@ -1,7 +1,8 @@
 """Conv1D and Conv2D (strides, padding, dilation; channels_last, one group): norms from unfolded input patches."""
 import tensorflow as tf
 
-from tfdpgen.privacy.clipping.norms import as_positions, outer_sum_squared_norms, sum_over_positions_squared
+from tfdpgen.privacy.clipping.norms import (as_positions, chunked_over_batch, outer_sum_squared_norms,
+                                            sum_over_positions_squared)
 
 LAYERS = (tf.keras.layers.Conv1D, tf.keras.layers.Conv2D)
 
@@ -32,5 +33,5 @@ def patches(layer, x):
 
 
 def squared_norms(layer, x, g):
-    norms = outer_sum_squared_norms(patches(layer, x), as_positions(g))
+    norms = chunked_over_batch(lambda xs, gs: outer_sum_squared_norms(patches(layer, xs), as_positions(gs)), [x, g])
     return norms + sum_over_positions_squared(g) if layer.use_bias else norms

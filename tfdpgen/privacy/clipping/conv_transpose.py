@@ -2,7 +2,8 @@
 the layer's input (kernel layout [kh, kw, C_out, C_in])."""
 import tensorflow as tf
 
-from tfdpgen.privacy.clipping.norms import as_positions, outer_sum_squared_norms, sum_over_positions_squared
+from tfdpgen.privacy.clipping.norms import (as_positions, chunked_over_batch, outer_sum_squared_norms,
+                                            sum_over_positions_squared)
 
 LAYERS = (tf.keras.layers.Conv2DTranspose,)
 
@@ -28,9 +29,12 @@ def forward(layer, x):
     return z, layer.activation(z), x
 
 
+def output_gradient_patches(layer, g):
+    return as_positions(tf.image.extract_patches(g, sizes=[1, *layer.kernel_size, 1], strides=[1, *layer.strides, 1],
+                                                 rates=[1, *layer.dilation_rate, 1], padding=layer.padding.upper()))
+
+
 def squared_norms(layer, x, g):
-    kh, kw = layer.kernel_size
-    g_patches = tf.image.extract_patches(g, sizes=[1, kh, kw, 1], strides=[1, *layer.strides, 1],
-                                         rates=[1, *layer.dilation_rate, 1], padding=layer.padding.upper())
-    norms = outer_sum_squared_norms(as_positions(g_patches), as_positions(x))
+    norms = chunked_over_batch(
+        lambda xs, gs: outer_sum_squared_norms(output_gradient_patches(layer, gs), as_positions(xs)), [x, g])
     return norms + sum_over_positions_squared(g) if layer.use_bias else norms

@@ -18,6 +18,19 @@ def outer_sum_squared_norms(a, g):
     return tf.reduce_sum(tf.square(per_example), axis=[1, 2])
 
 
+def chunked_over_batch(fn, tensors, chunk: int = 64):
+    """fn(*tensors) -> [B], computed `chunk` examples at a time so that what fn materializes (input patches) stays
+    bounded whatever the batch size. The batch is padded with zeros to a multiple of `chunk` and cut back."""
+    batch = tf.shape(tensors[0])[0]
+    padded = -(-batch // chunk) * chunk
+    pieces = []
+    for tensor in tensors:
+        tensor = tf.pad(tensor, [[0, padded - batch]] + [[0, 0]] * (tensor.shape.rank - 1))
+        pieces.append(tf.reshape(tensor, tf.concat([[padded // chunk, chunk], tf.shape(tensor)[1:]], 0)))
+    norms = tf.map_fn(lambda parts: fn(*parts), tuple(pieces), fn_output_signature=tensors[-1].dtype)
+    return tf.reshape(norms, [-1])[:batch]
+
+
 def as_positions(tensor):
     """[B, ..., d] -> [B, T, d] with T the product of the middle axes (1 when there are none)."""
     shape = tf.shape(tensor)
