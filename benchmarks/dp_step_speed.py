@@ -166,7 +166,8 @@ def main():
                 out = subprocess.run([sys.executable, __file__, "--one", framework, model_name, str(batch)],
                                      capture_output=True, text=True, env=env, timeout=1800)
                 lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-                figures = json.loads(lines[-1][7:]) if lines else {"error": out.stderr.strip().splitlines()[-1:]}
+                errors = [line for line in out.stderr.splitlines() if "Error" in line] or out.stderr.strip().splitlines()
+                figures = json.loads(lines[-1][7:]) if lines else {"error": errors[-1:]}
                 figures.update(framework=framework, model=model_name, batch=batch,
                                wall_seconds=round(time.time() - started, 1))
                 results.append(figures)
