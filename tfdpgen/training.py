@@ -125,8 +125,8 @@ def train_run(model="vae", dataset="digits", data_dir=None, epsilon=None, delta=
                                                        settings.accountant))
     if verbose:
         print(f"DP training {model} on {dataset} ({settings.dataset_size} records, {distribution.num_replicas_in_sync} "
-              f"replica(s), {engine} clipping): noise_multiplier {settings.noise_multiplier:.4f}, clip {settings.l2_norm_clip}, "
-              f"{settings.sampling} sampling q={settings.sampling_probability:.4f}, {total} steps, delta "
+              f"replica(s), {engine} clipping): noise_multiplier {settings.noise_multiplier:.4f}, clip "
+              f"{settings.l2_norm_clip}, {settings.sampling} sampling q={settings.sampling_probability:.4f}, {total} steps, delta "
               f"{settings.delta:.0e}" + (f"; resuming at step {int(network.dp_steps.numpy())}" if resuming else ""))
     fit_to(network, total,
            lambda: distributed_private_batches(data.images, data.labels, settings, distribution,

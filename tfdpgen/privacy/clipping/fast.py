@@ -37,8 +37,7 @@ class Recorder:
         if not isinstance(network, tf.keras.Sequential) or reuses_layers(network):
             return self.call_layer(network, inputs, training)
         for layer in network.layers:
-            inputs = self.run(layer, inputs, training) if isinstance(layer, tf.keras.Sequential) else \
-                self.call_layer(layer, inputs, training)
+            inputs = self.run(layer, inputs, training)
         return inputs
 
     def call_layer(self, layer, inputs, training):
