@@ -4,7 +4,9 @@
 
 Each (framework, model, batch) runs in its own process. Frameworks: plain Keras (the baseline), TensorFlow Privacy's
 VectorizedDPKerasSGDOptimizer, TensorFlow Privacy's DPSequential with its default layer registry (ghost norms for
-Dense and Embedding only), and tfdpgen's DP step (fast engine, noise included). Models: MLP 784-512-512-10, a small
+Dense and Embedding only), tfdpgen's DP step (fast engine, noise included), and, when the optional `bench` extra is
+installed (`pip install -e '.[bench]'`: torch 2.13.0 CPU, opacus), plain PyTorch and Opacus with hooks and with ghost
+clipping, each compared with its own non-private step. Models: MLP 784-512-512-10, a small
 CNN (conv 16-32, stride 2), the DCGAN discriminator (conv 64-128, 5x5, stride 2) and the DP-VAE (its encoder and
 decoder both trained privately). Timing: median of 5 windows after a warm-up; memory: peak resident set size of the
 process minus its size right before the first step (the model, data and TensorFlow runtime are in the baseline).
@@ -20,6 +22,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FRAMEWORKS = ("keras", "tfp_vectorized", "tfp_dpsequential", "tfdpgen")
+TORCH_FRAMEWORKS = ("torch", "opacus_hooks", "opacus_ghost")  # with the optional `bench` extra (torch, opacus)
+BASELINE = {"tfp_vectorized": "keras", "tfp_dpsequential": "keras", "tfdpgen": "keras",
+            "opacus_hooks": "torch", "opacus_ghost": "torch"}
 MODELS = ("mlp", "cnn", "dcgan_discriminator", "dp_vae")
 
 
@@ -41,9 +46,89 @@ def build_network(name, tf):
     raise ValueError(name)
 
 
+def torch_network(name):
+    from torch import nn
+    if name == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                             nn.Linear(512, 10)), (784,)
+    if name == "cnn":
+        return nn.Sequential(nn.Conv2d(1, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(),
+                             nn.Flatten(), nn.Linear(32 * 7 * 7, 10)), (1, 28, 28)
+    if name == "dcgan_discriminator":
+        return nn.Sequential(nn.Conv2d(1, 64, 5, 2, 2), nn.LeakyReLU(0.2), nn.Conv2d(64, 128, 5, 2, 2),
+                             nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(128 * 7 * 7, 10)), (1, 28, 28)
+    raise ValueError(name)
+
+
+def measure_torch(framework, model_name, batch):
+    """Plain PyTorch and Opacus (hooks; ghost clipping) on the same shapes, timed like the TensorFlow columns."""
+    import resource
+
+    import numpy as np
+    import torch
+    from torch import nn
+
+    if model_name == "dp_vae":
+        return {"skipped": "no PyTorch DP-VAE in this benchmark"}
+    torch.manual_seed(0)
+    network, shape = torch_network(model_name)
+    x, y = torch.randn(batch, *shape), torch.randint(0, 10, (batch,))
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.01)
+    criterion = nn.CrossEntropyLoss()
+    if framework == "opacus_hooks":
+        from opacus import GradSampleModule
+        from opacus.optimizers import DPOptimizer
+        network = GradSampleModule(network)
+        optimizer = DPOptimizer(torch.optim.SGD(network.parameters(), lr=0.01), noise_multiplier=1.0,
+                                max_grad_norm=1.0, expected_batch_size=batch)
+    elif framework == "opacus_ghost":
+        from opacus.grad_sample import GradSampleModuleFastGradientClipping
+        from opacus.optimizers import DPOptimizerFastGradientClipping
+        from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
+        network = GradSampleModuleFastGradientClipping(network, max_grad_norm=1.0, use_ghost_clipping=True)
+        optimizer = DPOptimizerFastGradientClipping(torch.optim.SGD(network.parameters(), lr=0.01),
+                                                    noise_multiplier=1.0, max_grad_norm=1.0,
+                                                    expected_batch_size=batch)
+        criterion = DPLossFastGradientClipping(network, optimizer, nn.CrossEntropyLoss())
+
+    def step():
+        optimizer.zero_grad()
+        loss = criterion(network(x), y)
+        loss.backward()
+        optimizer.step()
+
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return time_steps(step, batch, baseline, resource)
+
+
+def time_steps(step, batch, baseline, resource):
+    """Warm up, then the median examples/s of 5 windows; peak memory over the baseline."""
+    import numpy as np
+    start = time.perf_counter()
+    step()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    step()
+    seconds = time.perf_counter() - start
+    if seconds * 5 * 3 > 600:
+        return {"skipped": f"projected {seconds:.1f} s per step", "seconds_per_step": seconds}
+    per_window = max(1, min(20, int(2.0 / max(seconds, 1e-3))))
+    rates = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(per_window):
+            step()
+        rates.append(per_window * batch / (time.perf_counter() - start))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"examples_per_second": float(np.median(rates)), "first_step_seconds": first,
+            "peak_rss_mb": peak / 1024, "training_memory_mb": (peak - baseline) / 1024}
+
+
 def measure(framework, model_name, batch):
     """Run inside a fresh process: build, warm up, time. Returns a dict of figures."""
     import resource
+    if framework in TORCH_FRAMEWORKS:
+        return measure_torch(framework, model_name, batch)
 
     import numpy as np
     import tfdpgen
@@ -95,25 +180,7 @@ def measure(framework, model_name, batch):
     iterator = iter(dataset)
     train_function = model.make_train_function()
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    train_function(iterator)
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    train_function(iterator)
-    step = time.perf_counter() - start
-    if step * 5 * 3 > 600:
-        return {"skipped": f"projected {step:.1f} s per step", "seconds_per_step": step}
-    per_window = max(1, min(20, int(2.0 / max(step, 1e-3))))
-    rates = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(per_window):
-            logs = train_function(iterator)
-        float(next(iter(logs.values())))  # wait for the last step
-        rates.append(per_window * batch / (time.perf_counter() - start))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"examples_per_second": float(np.median(rates)), "first_step_seconds": first,
-            "peak_rss_mb": peak / 1024, "training_memory_mb": (peak - baseline) / 1024}
+    return time_steps(lambda: float(next(iter(train_function(iterator).values()))), batch, baseline, resource)
 
 
 def plain_vae_step(model, data, tf):
@@ -148,7 +215,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parser.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS), choices=FRAMEWORKS)
+    parser.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS + TORCH_FRAMEWORKS,
+                        help="default: the TensorFlow ones, and PyTorch/Opacus when torch and opacus are installed")
     parser.add_argument("--quick", action="store_true", help="batch 256 only")
     parser.add_argument("--one", nargs=3, metavar=("FRAMEWORK", "MODEL", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -157,6 +225,10 @@ def main():
         print("RESULT " + json.dumps(measure(framework, model_name, int(batch))))
         return
     batches = [256] if args.quick else args.batches
+    if args.frameworks is None:
+        import importlib.util
+        torch_installed = all(importlib.util.find_spec(name) for name in ("torch", "opacus"))
+        args.frameworks = list(FRAMEWORKS) + (list(TORCH_FRAMEWORKS) if torch_installed else [])
     results = []
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     for model_name in args.models:
@@ -189,14 +261,15 @@ def main():
 
 
 def table(results):
-    print(f"\n{'model':22} {'batch':>5} " + " ".join(f"{f:>26}" for f in FRAMEWORKS))
+    frameworks = [f for f in FRAMEWORKS + TORCH_FRAMEWORKS if any(r["framework"] == f for r in results)]
+    print(f"\n{'model':22} {'batch':>5} " + " ".join(f"{f:>26}" for f in frameworks))
     keyed = {(r["framework"], r["model"], r["batch"]): r for r in results}
     for model_name, batch in sorted({(r["model"], r["batch"]) for r in results}, key=lambda k: (MODELS.index(k[0]), k[1])):
-        plain = keyed.get(("keras", model_name, batch), {}).get("examples_per_second")
         cells = []
-        for framework in FRAMEWORKS:
+        for framework in frameworks:
             r = keyed.get((framework, model_name, batch), {})
             rate = r.get("examples_per_second")
+            plain = keyed.get((BASELINE.get(framework, framework), model_name, batch), {}).get("examples_per_second")
             if rate is None:
                 cells.append(f"{'skipped' if 'skipped' in r else '-':>26}")
             else:
@@ -204,7 +277,8 @@ def table(results):
                 memory = f" {r['training_memory_mb']:.0f}MB"
                 cells.append(f"{rate:>9,.0f}{ratio:>9}{memory:>8}")
         print(f"{model_name:22} {batch:>5} " + " ".join(cells))
-    print("cells: examples/s (plain Keras time / framework time as 'Nx slower') training memory")
+    print("cells: examples/s (Nx = times slower than the framework's own non-private step: Keras or PyTorch), "
+          "training memory")
 
 
 if __name__ == "__main__":
