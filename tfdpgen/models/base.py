@@ -1,4 +1,6 @@
 """The base of every generator: a Keras Model whose train_step trains the networks that read private records with DP."""
+import threading
+
 import tensorflow as tf
 
 from tfdpgen.privacy.budget import PrivacyBudget
@@ -30,7 +32,7 @@ class DPGenerativeModel(tf.keras.Model):
         self.privacy = None
         self.dp_noise = None
         self.clipping = None
-        self.recorder = None
+        self._thread_state = threading.local()  # MirroredStrategy traces each replica's step in its own thread
         self.dp_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="dp_steps",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.random_key = tf.Variable(new_key() if seed is None else seed, dtype=tf.int64, trainable=False,
@@ -53,6 +55,15 @@ class DPGenerativeModel(tf.keras.Model):
         self.clipping = (FastClipping(self.privacy.l2_norm_clip) if engine == "fast" else
                          VectorizedClipping(keras_optimizer))
         super().compile(optimizer=keras_optimizer, **kwargs)
+
+    @property
+    def recorder(self):
+        """The fast engine's Recorder while this thread traces a train step, else None."""
+        return getattr(self._thread_state, "recorder", None)
+
+    @recorder.setter
+    def recorder(self, value):
+        self._thread_state.recorder = value
 
     def run(self, network, inputs, training=False):
         """Call `network` on `inputs`; during a fast-engine train step, layer by layer with its layers recorded."""
