@@ -2,7 +2,7 @@
 import tensorflow as tf
 
 from tfdpgen.privacy.clipping.norms import (as_positions, chunked_over_batch, outer_sum_squared_norms,
-                                            sum_over_positions_squared)
+                                            sum_over_positions_squared, unfold)
 
 LAYERS = (tf.keras.layers.Conv1D, tf.keras.layers.Conv2D)
 
@@ -26,10 +26,10 @@ def patches(layer, x):
     padding = "VALID" if layer.padding == "causal" else layer.padding.upper()
     if isinstance(layer, tf.keras.layers.Conv1D):
         x = x[:, None]
-        sizes, strides, rates = [1, 1, *layer.kernel_size, 1], [1, 1, *layer.strides, 1], [1, 1, *layer.dilation_rate, 1]
+        kernel, strides, rates = (1, *layer.kernel_size), (1, *layer.strides), (1, *layer.dilation_rate)
     else:
-        sizes, strides, rates = [1, *layer.kernel_size, 1], [1, *layer.strides, 1], [1, *layer.dilation_rate, 1]
-    return as_positions(tf.image.extract_patches(x, sizes=sizes, strides=strides, rates=rates, padding=padding))
+        kernel, strides, rates = layer.kernel_size, layer.strides, layer.dilation_rate
+    return as_positions(unfold(x, kernel, strides, rates, padding))
 
 
 def squared_norms(layer, x, g):

@@ -3,7 +3,7 @@ the layer's input (kernel layout [kh, kw, C_out, C_in])."""
 import tensorflow as tf
 
 from tfdpgen.privacy.clipping.norms import (as_positions, chunked_over_batch, outer_sum_squared_norms,
-                                            sum_over_positions_squared)
+                                            sum_over_positions_squared, unfold)
 
 LAYERS = (tf.keras.layers.Conv2DTranspose,)
 
@@ -30,8 +30,7 @@ def forward(layer, x):
 
 
 def output_gradient_patches(layer, g):
-    return as_positions(tf.image.extract_patches(g, sizes=[1, *layer.kernel_size, 1], strides=[1, *layer.strides, 1],
-                                                 rates=[1, *layer.dilation_rate, 1], padding=layer.padding.upper()))
+    return as_positions(unfold(g, layer.kernel_size, layer.strides, layer.dilation_rate, layer.padding.upper()))
 
 
 def squared_norms(layer, x, g):
