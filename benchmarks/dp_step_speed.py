@@ -64,7 +64,6 @@ def measure_torch(framework, model_name, batch):
     """Plain PyTorch and Opacus (hooks; ghost clipping) on the same shapes, timed like the TensorFlow columns."""
     import resource
 
-    import numpy as np
     import torch
     from torch import nn
 

@@ -79,8 +79,9 @@ def test_static_size_pads_every_share_with_zero_weights_and_keeps_the_sample():
     n, replicas = 400, 2
     x = np.arange(n, dtype="float32")[:, None]
     s = settings(n, 40)
-    dynamic = take(private_batches(x, np.zeros(n, "int32"), s, seed=9, replicas=range(2), num_replicas=2), 20)
-    static = private_batches(x, np.zeros(n, "int32"), s, seed=9, replicas=range(2), num_replicas=2, static_size=True)
+    split = dict(replicas=range(replicas), num_replicas=replicas)
+    dynamic = take(private_batches(x, np.zeros(n, "int32"), s, seed=9, **split), 20)
+    static = private_batches(x, np.zeros(n, "int32"), s, seed=9, static_size=True, **split)
     assert static.element_spec[0].shape[0] is not None  # a static shape, for TPU / XLA
     for a, b in zip(dynamic, take(static, 20)):
         assert np.array_equal(records(a), records(b))

@@ -55,8 +55,6 @@ class Recorder:
 class FastClipping:
     """Sum of per-example gradients, each clipped to `l2_norm_clip` in global L2 norm over `variables`."""
 
-    name = "fast"
-
     def __init__(self, l2_norm_clip: float):
         self.l2_norm_clip = l2_norm_clip
 

@@ -7,8 +7,6 @@ from tfdpgen.privacy.optimizers import is_dp_optimizer
 class VectorizedClipping:
     """Clipped sums through a TF Privacy vectorized DP optimizer built with noise 0 (noise is added once elsewhere)."""
 
-    name = "vectorized"
-
     def __init__(self, optimizer):
         if not is_dp_optimizer(optimizer):
             raise TypeError(f"the vectorized engine needs a TensorFlow Privacy DP optimizer, got "
