@@ -21,8 +21,7 @@ def forward(layer, x):
 
 
 def patches(layer, x):
-    """Input patches [B, T, k*k*C_in] in the kernel's flattening order (rows, columns, channels); causal inputs
-    arrive padded by `forward`."""
+    """Input patches [B, T, k*k*C_in] (see `unfold` for their order); causal inputs arrive padded by `forward`."""
     padding = "VALID" if layer.padding == "causal" else layer.padding.upper()
     if isinstance(layer, tf.keras.layers.Conv1D):
         x = x[:, None]
