@@ -13,7 +13,6 @@ import os
 import tensorflow as tf
 
 from tfdpgen.data.sampling import new_seed
-from tfdpgen.privacy.noise import new_key
 
 SECRETS = ".secrets.json"
 
@@ -29,7 +28,7 @@ def load_or_create_secrets(run_dir: str, seed: int = None) -> dict:
         with open(path) as f:
             return json.load(f)
     if seed is None:
-        secrets = {"noise_key": new_key(), "sampling_seed": new_seed()}
+        secrets = {"noise_key": new_seed(), "sampling_seed": new_seed()}
     else:
         secrets = {"noise_key": 2 * seed + 1, "sampling_seed": 2 * seed + 2}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -7,7 +7,8 @@ from tfdpgen.privacy.budget import PrivacyBudget
 from tfdpgen.privacy.clipping.fast import FastClipping, Recorder
 from tfdpgen.privacy.clipping.vectorized import VectorizedClipping
 from tfdpgen.privacy.gradients import private_gradients
-from tfdpgen.privacy.noise import GaussianNoise, new_key
+from tfdpgen.data.sampling import new_seed
+from tfdpgen.privacy.noise import GaussianNoise, replica_stream
 from tfdpgen.privacy.optimizers import make_optimizer
 from tfdpgen.privacy.report import privacy_report
 from tfdpgen.privacy.settings import PrivacySettings
@@ -19,8 +20,8 @@ class DPGenerativeModel(tf.keras.Model):
     Subclasses define `per_example_terms(x, y, training)` (a dict of per-example vectors whose "loss" entry is
     differentiated), `private_networks` (every network that reads private records), `generator_networks` (what is
     exported) and `generate(z, labels)`. Inside `per_example_terms`, call networks through `self.run(network, x)`: the
-    fast clipping engine records their layers there (a layer used outside `run` falls back to slower Jacobians). The step count the accountant uses is the model variable `dp_steps`, so
-    checkpoints carry it. Model randomness inside a step (a VAE's reparameterization) should use `step_seed`, so a
+    fast clipping engine records their layers there (a layer used outside `run` falls back to slower Jacobians).
+    The step count the accountant uses is the model variable `dp_steps`, so checkpoints carry it. Model randomness inside a step (a VAE's reparameterization) should use `step_seed`, so a
     replayed step is the same computation.
     """
 
@@ -35,7 +36,7 @@ class DPGenerativeModel(tf.keras.Model):
         self._thread_state = threading.local()  # MirroredStrategy traces each replica's step in its own thread
         self.dp_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="dp_steps",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        self.random_key = tf.Variable(new_key() if seed is None else seed, dtype=tf.int64, trainable=False,
+        self.random_key = tf.Variable(new_seed() if seed is None else seed, dtype=tf.int64, trainable=False,
                                       name="random_key", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in self.metric_names}
 
@@ -73,10 +74,8 @@ class DPGenerativeModel(tf.keras.Model):
 
     def step_seed(self, salt: int = 0):
         """A stateless seed for this step, replica and purpose `salt`."""
-        replica = tf.distribute.get_replica_context()
-        replica_id = tf.cast(0 if replica is None else replica.replica_id_in_sync_group, tf.int64)
-        stream = self.dp_steps * self.distribute_strategy.num_replicas_in_sync + replica_id
-        return tf.stack([self.random_key + salt, stream])
+        return tf.stack([self.random_key + salt,
+                         replica_stream(self.dp_steps, self.distribute_strategy.num_replicas_in_sync)])
 
     @property
     def metrics(self):

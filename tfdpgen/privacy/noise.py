@@ -12,20 +12,24 @@ lost to a crash is the same release, not a second one. The key is a secret like 
 object and in the run's secrets file, never in checkpoints or exports.
 """
 import math
-import secrets
 
 import tensorflow as tf
 
+from tfdpgen.data.sampling import new_seed
 
-def new_key() -> int:
-    return secrets.randbits(62)
+
+def replica_stream(step, num_replicas: int):
+    """step * R + this replica's id: one stateless stream per (step, replica), the same on every run."""
+    replica = tf.distribute.get_replica_context()
+    replica_id = 0 if replica is None else replica.replica_id_in_sync_group
+    return tf.cast(step, tf.int64) * num_replicas + tf.cast(replica_id, tf.int64)
 
 
 class GaussianNoise:
     def __init__(self, stddev: float, num_replicas: int = 1, key: int = None):
         self.stddev = float(stddev)
         self.num_replicas = int(num_replicas)
-        self.key = new_key() if key is None else int(key)
+        self.key = new_seed() if key is None else int(key)
 
     @property
     def share_stddev(self) -> float:
@@ -33,10 +37,7 @@ class GaussianNoise:
 
     def __call__(self, tensors, step):
         """Noise shaped like `tensors` (a list) for DP step `step`, this replica's share."""
-        replica = tf.distribute.get_replica_context()
-        replica_id = 0 if replica is None else replica.replica_id_in_sync_group
-        stream = tf.cast(step, tf.int64) * self.num_replicas + tf.cast(replica_id, tf.int64)
-        seed = tf.stack([tf.constant(self.key, tf.int64), stream])
+        seed = tf.stack([tf.constant(self.key, tf.int64), replica_stream(step, self.num_replicas)])
         sizes = [tf.size(t) for t in tensors]
         flat = tf.random.stateless_normal([tf.add_n(sizes)], seed=seed, stddev=self.share_stddev, alg="philox",
                                           dtype=tensors[0].dtype)
