@@ -29,8 +29,9 @@ class PrivacySettings:
     """DP-SGD settings for one training run.
 
     Give `noise_multiplier`, `target_epsilon`, or both. With a target alone the noise is calibrated so that `epochs`
-    epochs spend at most that epsilon; with both, the noise is as given and training stops at the target. `batch_size` is the expected batch size under Poisson sampling (q = batch_size / N).
-    `delta` defaults to a power of ten at least ten times below 1/N.
+    epochs spend at most that epsilon; with both, the noise is as given and training stops at the target.
+    `batch_size` is the expected batch size under Poisson sampling (q = batch_size / N). `delta` defaults to a power
+    of ten at least ten times below 1/N.
     """
 
     dataset_size: int
@@ -89,13 +90,12 @@ class PrivacySettings:
     def resolved(self) -> "PrivacySettings":
         """These settings with `delta` filled in and `noise_multiplier` calibrated from `target_epsilon` if needed."""
         delta = self.delta if self.delta is not None else default_delta(self.dataset_size)
-        noise, steps = self.noise_multiplier, self.steps
+        noise, steps, reason = self.noise_multiplier, self.steps, ""
         if noise is None:
             try:
                 noise = accounting.calibrate_noise_multiplier(
                     self.target_epsilon, delta, self.sampling_probability, steps, self.accountant)
             except Exception as error:  # dp_accounting raises several types when no bracket holds the target
-                noise = None
                 reason = f" ({error})"
         elif self.target_epsilon is not None:
             steps = 1  # noise given: the target must allow at least one step
@@ -107,7 +107,7 @@ class PrivacySettings:
                         f"noise_multiplier {noise} spends epsilon {reached:.4g} in its first step")
                 raise PrivacySettingsError(
                     f"target_epsilon={self.target_epsilon} cannot be reached with delta={delta:.3g} at sampling "
-                    f"probability {self.sampling_probability:.4g}: {what}{reason if noise is None else ''}. Raise "
+                    f"probability {self.sampling_probability:.4g}: {what}{reason}. Raise "
                     "target_epsilon or delta, train fewer epochs, use a smaller batch size or more noise.")
         return dataclasses.replace(self, delta=delta, noise_multiplier=noise)
 
