@@ -1,6 +1,6 @@
 """Run one DP training scenario under a tf.distribute strategy in a fresh process; print its results as JSON.
 
-python strategy_run.py noise|weights|weights_static REPLICAS      (MirroredStrategy over REPLICAS logical CPU devices)
+python strategy_run.py noise|weights|weights_static|weights_adaptive|weights_dp2 REPLICAS      (MirroredStrategy over REPLICAS logical CPU devices)
 python strategy_run.py multiworker 1 (with TF_CONFIG set: MultiWorkerMirroredStrategy, one CPU per worker)
 """
 import json
@@ -34,19 +34,23 @@ if mode == "noise":
     x, y = np.zeros((n, 4), "float32"), np.zeros((n, width), "float32")
     model.fit(distributed_private_batches(x, y, settings, strategy, seed=1), epochs=1, steps_per_epoch=1, verbose=0)
     result.update(std=float(model.net.kernel.numpy().std()), expected=sigma * clip / batch)
-elif mode in ("weights", "weights_static"):
+elif mode.startswith("weights"):
     n, batch = 256, 32
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(n, 6)) * rng.uniform(0.1, 3, size=(n, 1))).astype("float32")
     y = rng.normal(size=(n, 3)).astype("float32")
+    # adaptive: a negligible count noise, so that the clip trajectory does not depend on how it is split
+    adaptive = dict(clipping="adaptive", clipped_count_stddev=1e-9) if mode == "weights_adaptive" else {}
     settings = tfdpgen.PrivacySettings(dataset_size=n, batch_size=batch, epochs=1, l2_norm_clip=1.0,
-                                       noise_multiplier=0.0)
+                                       noise_multiplier=0.0, **adaptive)
     with strategy.scope():
         model = LinearToy(6, 3)
-        model.compile(privacy=settings, optimizer="sgd", learning_rate=0.5)
+        model.compile(privacy=settings, optimizer="dp2-rmsprop" if mode == "weights_dp2" else "sgd",
+                      learning_rate=0.5, dp2_delay=2)
     batches = distributed_private_batches(x, y, settings, strategy, seed=2, static_size=mode == "weights_static")
     model.fit(batches, epochs=1, steps_per_epoch=5, verbose=0)
-    result.update(kernel=model.net.kernel.numpy().ravel().tolist(), steps=int(model.dp_steps.numpy()))
+    result.update(kernel=model.net.kernel.numpy().ravel().tolist(), steps=int(model.dp_steps.numpy()),
+                  clip=float(model.clip_norm.numpy()))
 elif mode == "multiworker":
     from tfdpgen.data.images import load_images
     data = load_images("digits")

@@ -33,13 +33,20 @@ def test_noise_std_is_sigma_clip_over_global_batch(replicas):
     assert abs(out["std"] / out["expected"] - 1) < 0.05, out  # TF Privacy as shipped: 2.8x with 2 replicas
 
 
-def test_weights_without_noise_match_one_device():
-    single = np.array(run("weights", 1)["kernel"])
-    for mode, replicas in (("weights", 2), ("weights", 4), ("weights_static", 2)):
-        out = run(mode, replicas)
+@pytest.mark.parametrize("mode, others", [("weights", (("weights", 2), ("weights", 4), ("weights_static", 2))),
+                                           ("weights_adaptive", (("weights_adaptive", 2),)),
+                                           ("weights_dp2", (("weights_dp2", 2),))])
+def test_weights_without_noise_match_one_device(mode, others):
+    """Fixed and adaptive clipping and DP^2: the same weights (and clip norm) on 2 or 4 replicas as on one device."""
+    single = run(mode, 1)
+    for other, replicas in others:
+        out = run(other, replicas)
         assert out["steps"] == 5
-        np.testing.assert_allclose(out["kernel"], single, atol=1e-5, rtol=0)
-        assert not np.allclose(single, 0)
+        np.testing.assert_allclose(out["kernel"], single["kernel"], atol=1e-5, rtol=0)
+        assert out["clip"] == pytest.approx(single["clip"], rel=1e-5)
+        assert not np.allclose(single["kernel"], 0)
+    if mode == "weights_adaptive":
+        assert single["clip"] != pytest.approx(1.0)
 
 
 def free_ports(count):

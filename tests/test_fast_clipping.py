@@ -62,7 +62,7 @@ CASES = {
 }
 
 
-def clipped_sums(engine, network, x, clip):
+def clipped_sums(engine, network, x, clip, scales=None):
     model = Probe(network)
     settings = tfdpgen.PrivacySettings(dataset_size=1000, batch_size=len(x), epochs=1, l2_norm_clip=clip,
                                        noise_multiplier=1.0)
@@ -72,7 +72,8 @@ def clipped_sums(engine, network, x, clip):
         model.recorder = recorder
         loss = model.per_example_terms(x, None, True)["loss"]
         model.recorder = None
-    return [np.asarray(g) for g in model.clipping.clipped_sums(tape, loss, network.trainable_variables, recorder)]
+    sums, _ = model.clipping.clipped_sums(tape, loss, network.trainable_variables, recorder, clip, scales)
+    return [np.asarray(g) for g in sums]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -95,6 +96,30 @@ def test_fast_clipped_sum_equals_vectorized_reference(case):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max())
     unclipped = [np.sum(j, axis=0) for j in jacobians]
     assert not all(np.allclose(a, b, rtol=1e-3) for a, b in zip(fast, unclipped))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_preconditioned_clipped_sum_equals_per_example_reference(case):
+    """DP^2's adaptive step: each per-example gradient times per-coordinate scales, then clipped; checked against
+    per-example Jacobians scaled and clipped in NumPy."""
+    make, shape, kind = CASES[case]
+    tf.keras.utils.set_random_seed(0)
+    network = make()
+    rng = np.random.default_rng(3)
+    batch = 12
+    x = (rng.integers(0, 5, size=(batch, *shape)).astype("int32") if kind == "ids" else
+         (rng.normal(size=(batch, *shape)) * rng.uniform(0.2, 2.0, size=(batch,) + (1,) * len(shape))).astype("float32"))
+    scales = [rng.uniform(0.1, 10.0, size=v.shape).astype("float32") for v in network.trainable_variables]
+    with tf.GradientTape() as tape:
+        loss = Probe(network).per_example_terms(x, None, True)["loss"]
+    scaled = [np.asarray(j) * s for j, s in zip(tape.jacobian(loss, network.trainable_variables), scales)]
+    norms = np.sqrt(sum(np.sum(np.reshape(j, (batch, -1)) ** 2, axis=1) for j in scaled))
+    clip = float(np.median(norms))
+    factor = np.minimum(1.0, clip / norms)
+    reference = [np.tensordot(factor, j, axes=[[0], [0]]) for j in scaled]
+    fast = clipped_sums("fast", network, x, clip, [tf.constant(s) for s in scales])
+    for a, b in zip(fast, reference):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max())
 
 
 class TwiceProbe(Probe):
@@ -120,6 +145,6 @@ def test_network_run_twice_in_one_loss_takes_the_exact_path():
             model.recorder = recorder
             loss = model.per_example_terms(x, None, True)["loss"]
             model.recorder = None
-        sums[engine] = model.clipping.clipped_sums(tape, loss, network.trainable_variables, recorder)
+        sums[engine], _ = model.clipping.clipped_sums(tape, loss, network.trainable_variables, recorder, 0.3)
     for a, b in zip(sums["fast"], sums["vectorized"]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -100,7 +100,7 @@ def test_private_gradients_rejects_batch_mean_loss_and_plain_optimizers():
     with tf.GradientTape() as tape:
         loss = tf.reduce_mean(model.per_example_terms(tf.ones((4, 2)), tf.ones((4, 2)), True)["loss"])
     with pytest.raises(ValueError, match="one value per example"):
-        private_gradients(model.clipping, tape, loss, variables, None, 4, model.dp_noise, 0)
+        private_gradients(model.clipping, tape, loss, variables, None, 4, model.dp_noise, 0, 1.0)
     with pytest.raises(TypeError, match="DP optimizer"):
         VectorizedClipping(tf.keras.optimizers.legacy.SGD())
 

@@ -81,6 +81,26 @@ def test_finished_run_is_never_overwritten(run_dir, capsys):
     assert (run_dir / "privacy.json").read_bytes() == before
 
 
+@pytest.mark.parametrize("argv, fields", [
+    (["--clipping", "adaptive", "--target-quantile", "0.7"],
+     {"clipping": "adaptive", "target_quantile": 0.7, "optimizer": "dp-adam", "dp2_delay": None}),
+    (["--optimizer", "dp2-rmsprop", "--dp2-delay", "4"],
+     {"clipping": "fixed", "target_quantile": None, "optimizer": "dp2-rmsprop", "dp2_delay": 4}),
+])
+def test_adaptive_clipping_and_dp2_runs_record_their_settings(tmp_path, argv, fields):
+    output = tmp_path / "run"
+    assert cli.main(["train", "--epochs", "1", "--epsilon", "2", "--output", str(output), "--quiet"] + argv) == 0
+    report = json.loads((output / "privacy.json").read_text())
+    assert {key: report[key] for key in fields} == fields
+    assert report["epsilon"] <= 2.0
+    if fields["clipping"] == "adaptive":
+        z, sigma_b = report["noise_multiplier"], 64 / 20
+        assert report["effective_noise_multiplier"] == pytest.approx((z ** -2 - (2 * sigma_b) ** -2) ** -0.5)
+        assert report["final_l2_norm_clip"] != pytest.approx(1.0)
+    else:
+        assert report["effective_noise_multiplier"] == report["noise_multiplier"]
+
+
 def write_idx(path, array):
     import gzip
     header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
@@ -96,6 +116,11 @@ def write_idx(path, array):
     (["--noise-multiplier", "0.5", "--epsilon", "0.01"], "cannot be reached"),
     (["--batch-size", "5000"], "batch_size must be an integer in [1, dataset_size=1797]"),
     (["--data-dir", "/nonexistent"], "is not a directory"),
+    (["--clipping", "adaptive", "--target-quantile", "1.5"], "target_quantile must be in (0, 1)"),
+    (["--clipping", "adaptive", "--noise-multiplier", "9"], "noise_multiplier < 2 * clipped_count_stddev"),
+    (["--optimizer", "dp2-rmsprop", "--dp2-delay", "0"], "delay must be a whole number of steps >= 1"),
+    (["--optimizer", "dp2-rmsprop", "--engine", "vectorized"], "use engine='fast'"),
+    (["--optimizer", "dp2-rmsprop", "--clipping", "adaptive"], "DP^2 clips with two norms"),
 ])
 def test_bad_input_fails_before_training_and_writes_nothing(tmp_path, capsys, argv, message):
     output = tmp_path / "run"

@@ -7,6 +7,7 @@ DESCRIPTION = "Train differentially private generative models and export them fo
 
 def build_parser() -> argparse.ArgumentParser:
     from tfdpgen.data.images import DATASETS
+    from tfdpgen.privacy.optimizers import OPTIMIZERS
     from tfdpgen.strategies import STRATEGIES
     from tfdpgen.training import DEFAULT_EPSILON, MODELS
 
@@ -29,8 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--sampling", choices=["poisson", "shuffle"], default="poisson",
                        help="poisson is what the accounting assumes; shuffle reports with a caveat")
     train.add_argument("--accountant", choices=["rdp", "pld"], default="rdp")
-    train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default="dp-adam",
+                       help="dp2-*: DP^2 delayed preconditioners (alternating phases of --dp2-delay DP-SGD and "
+                            "preconditioned steps)")
     train.add_argument("--learning-rate", type=float, default=5e-3)
+    train.add_argument("--clipping", choices=["fixed", "adaptive"], default="fixed",
+                       help="adaptive: the clip norm follows --target-quantile of the per-example gradient norms, "
+                            "starting at --l2-norm-clip (part of the budget goes to a noised count)")
+    train.add_argument("--target-quantile", type=float, default=0.5, help="with --clipping adaptive")
+    train.add_argument("--dp2-delay", type=int, default=100, help="DP^2: steps per phase")
+    train.add_argument("--dp2-learning-rate", type=float,
+                       help="DP^2: learning rate of the preconditioned phases (default: --learning-rate)")
     train.add_argument("--engine", choices=["fast", "vectorized"], default="fast",
                        help="per-example clipping: fast (per-layer norms) or TF Privacy's vectorized optimizer")
     train.add_argument("--output", help="run directory (default: runs/<model>-<dataset>-<time>); an unfinished run "
@@ -61,7 +71,9 @@ def main(argv=None) -> int:
                       epochs=args.epochs, batch_size=args.batch_size, sampling=args.sampling,
                       accountant=args.accountant, optimizer=args.optimizer, learning_rate=args.learning_rate,
                       output=args.output, seed=args.seed, strategy=args.strategy, devices=args.devices,
-                      checkpoint_every=args.checkpoint_every, engine=args.engine, verbose=0 if args.quiet else 1)
+                      checkpoint_every=args.checkpoint_every, engine=args.engine, clipping=args.clipping,
+                      target_quantile=args.target_quantile, dp2_delay=args.dp2_delay,
+                      dp2_learning_rate=args.dp2_learning_rate, verbose=0 if args.quiet else 1)
     except (ValueError, CheckpointError, PrivacyBudgetExhausted) as error:  # bad input: one line, what to do
         print(f"tfdpgen: error: {error}", file=sys.stderr)
         return 2

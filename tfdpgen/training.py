@@ -18,6 +18,7 @@ from tfdpgen.evaluation.plots import save_image_grid
 from tfdpgen.export.saved_model import export_sampler
 from tfdpgen.models.vae import DPVAE
 from tfdpgen.privacy import accounting
+from tfdpgen.privacy.optimizers import canonical_name, make_optimizer
 from tfdpgen.privacy.report import privacy_statement
 from tfdpgen.privacy.settings import PrivacySettings
 from tfdpgen.strategies import make_strategy
@@ -72,9 +73,10 @@ def fit_to(network, total_steps, batches, callbacks, verbose):
 
 
 def train_run(model="vae", dataset="digits", data_dir=None, epsilon=None, delta=None, noise_multiplier=None,
-              l2_norm_clip=1.0, epochs=30, batch_size=64, sampling="poisson", accountant="rdp", optimizer="adam",
+              l2_norm_clip=1.0, epochs=30, batch_size=64, sampling="poisson", accountant="rdp", optimizer="dp-adam",
               learning_rate=5e-3, latent_dim=None, output=None, seed=None, strategy="default", devices=None,
-              checkpoint_every=100, engine="fast", verbose=1) -> str:
+              checkpoint_every=100, engine="fast", clipping="fixed", target_quantile=0.5, dp2_delay=100,
+              dp2_learning_rate=None, verbose=1) -> str:
     """Train a DP generator into `output`, or resume the unfinished run there. Returns the run directory.
 
     Every check (output directory, data, settings, strategy) runs before anything is written or trained.
@@ -85,10 +87,12 @@ def train_run(model="vae", dataset="digits", data_dir=None, epsilon=None, delta=
         raise ValueError(f"--checkpoint-every must be at least 1 step, got {checkpoint_every}.")
     if epsilon is None and noise_multiplier is None:
         epsilon = DEFAULT_EPSILON
+    optimizer = canonical_name(optimizer)
     config = {"model": model, "dataset": dataset, "data_dir": data_dir, "epsilon": epsilon, "delta": delta,
               "noise_multiplier": noise_multiplier, "l2_norm_clip": l2_norm_clip, "epochs": epochs,
               "batch_size": batch_size, "sampling": sampling, "accountant": accountant, "optimizer": optimizer,
-              "learning_rate": learning_rate, "latent_dim": latent_dim, "seed": seed}
+              "learning_rate": learning_rate, "latent_dim": latent_dim, "seed": seed, "clipping": clipping,
+              "target_quantile": target_quantile, "dp2_delay": dp2_delay, "dp2_learning_rate": dp2_learning_rate}
     output = output or default_output(model, dataset)
     resuming = check_output_dir(output, config)
     distribution = make_strategy(strategy, devices)
@@ -102,8 +106,10 @@ def train_run(model="vae", dataset="digits", data_dir=None, epsilon=None, delta=
                                 **({} if latent_dim is None else {"latent_dim": latent_dim}))
     settings = PrivacySettings(dataset_size=len(data.images), batch_size=batch_size, epochs=epochs,
                                l2_norm_clip=l2_norm_clip, noise_multiplier=noise_multiplier, target_epsilon=epsilon,
-                               delta=delta, sampling=sampling, accountant=accountant).resolved()
+                               delta=delta, sampling=sampling, accountant=accountant, clipping=clipping,
+                               target_quantile=target_quantile).resolved()
 
+    make_optimizer(optimizer, settings, learning_rate, engine, dp2_delay, dp2_learning_rate)  # checks, before writing
     os.makedirs(output, exist_ok=True)
     if not resuming:
         with open(os.path.join(output, RUN_CONFIG), "w") as f:
@@ -111,7 +117,8 @@ def train_run(model="vae", dataset="digits", data_dir=None, epsilon=None, delta=
     secrets = load_or_create_secrets(output, seed)
     with distribution.scope():
         network.compile(privacy=settings, optimizer=optimizer, learning_rate=learning_rate,
-                        noise_key=secrets["noise_key"], engine=engine)
+                        noise_key=secrets["noise_key"], engine=engine, dp2_delay=dp2_delay,
+                        dp2_learning_rate=dp2_learning_rate)
         network.optimizer._create_all_weights(network.trainable_variables)
     checkpoint = RunCheckpoint(os.path.join(output, "checkpoints"), network, checkpoint_every)
     if resuming:
@@ -125,8 +132,8 @@ def train_run(model="vae", dataset="digits", data_dir=None, epsilon=None, delta=
                                                        settings.accountant))
     if verbose:
         print(f"DP training {model} on {dataset} ({settings.dataset_size} records, {distribution.num_replicas_in_sync} "
-              f"replica(s), {engine} clipping): noise_multiplier {settings.noise_multiplier:.4f}, clip "
-              f"{settings.l2_norm_clip}, {settings.sampling} sampling q={settings.sampling_probability:.4f}, {total} steps, delta "
+              f"replica(s), {engine} engine, {network.optimizer_name}): noise_multiplier "
+              f"{settings.noise_multiplier:.4f}, {clipping} clip {settings.l2_norm_clip}, {settings.sampling} sampling q={settings.sampling_probability:.4f}, {total} steps, delta "
               f"{settings.delta:.0e}" + (f"; resuming at step {int(network.dp_steps.numpy())}" if resuming else ""))
     fit_to(network, total,
            lambda: distributed_private_batches(data.images, data.labels, settings, distribution,

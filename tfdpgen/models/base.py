@@ -3,13 +3,15 @@ import threading
 
 import tensorflow as tf
 
+from tfdpgen.privacy.adaptive_clipping import AdaptiveClipNorm
 from tfdpgen.privacy.budget import PrivacyBudget
 from tfdpgen.privacy.clipping.fast import FastClipping, Recorder
 from tfdpgen.privacy.clipping.vectorized import VectorizedClipping
 from tfdpgen.privacy.gradients import private_gradients
 from tfdpgen.data.sampling import new_seed
 from tfdpgen.privacy.noise import GaussianNoise, replica_stream
-from tfdpgen.privacy.optimizers import make_optimizer
+from tfdpgen.privacy.dp2 import DP2Optimizer
+from tfdpgen.privacy.optimizers import canonical_name, check_combination, make_optimizer
 from tfdpgen.privacy.report import privacy_report
 from tfdpgen.privacy.settings import PrivacySettings
 
@@ -33,29 +35,54 @@ class DPGenerativeModel(tf.keras.Model):
         self.privacy = None
         self.dp_noise = None
         self.clipping = None
+        self.adaptive_clip = None
+        self.optimizer_name = None
         self._thread_state = threading.local()  # MirroredStrategy traces each replica's step in its own thread
         self.dp_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="dp_steps",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.random_key = tf.Variable(new_seed() if seed is None else seed, dtype=tf.int64, trainable=False,
                                       name="random_key", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        # The clip norm adaptive clipping moves (a variable, so checkpoints carry it); set at compile before step 1.
+        self.clip_norm = tf.Variable(1.0, dtype=tf.float32, trainable=False, name="clip_norm",
+                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in self.metric_names}
 
-    def compile(self, privacy: PrivacySettings, optimizer: str = "adam", learning_rate: float = 1e-3,
-                noise_key: int = None, engine: str = "fast", **kwargs):
-        """Compile with DP settings. `optimizer`: "sgd" or "adam". `engine`: how per-example gradients are clipped,
-        "fast" (per-layer norms, the default) or "vectorized" (TensorFlow Privacy's vectorized optimizer).
+    def compile(self, privacy: PrivacySettings, optimizer="dp-adam", learning_rate: float = 1e-3,
+                noise_key: int = None, engine: str = "fast", dp2_delay: int = 100, dp2_learning_rate: float = None,
+                **kwargs):
+        """Compile with DP settings.
+
+        `optimizer`: "dp-sgd", "dp-adam", "dp2-rmsprop" or "dp2-adagrad" (DP^2, privacy.dp2: phases of `dp2_delay`
+        steps, `dp2_learning_rate` in the adaptive phases), or a Keras legacy optimizer instance. `engine`: how
+        per-example gradients are clipped, "fast" (per-layer norms, the default) or "vectorized" (TensorFlow Privacy's
+        vectorized optimizer; fixed clipping with dp-sgd/dp-adam only). Adaptive clipping is a PrivacySettings field.
 
         `noise_key` seeds the DP noise (default: fresh OS entropy). Keep it as secret as the data.
         """
         if not isinstance(privacy, PrivacySettings):
             raise TypeError(f"compile(privacy=...) needs PrivacySettings, got {type(privacy).__name__}.")
-        self.privacy = privacy if privacy.is_resolved else privacy.resolved()
+        privacy = privacy if privacy.is_resolved else privacy.resolved()
+        if isinstance(optimizer, str):
+            self.optimizer_name = canonical_name(optimizer)
+            keras_optimizer = make_optimizer(optimizer, privacy, learning_rate, engine, dp2_delay, dp2_learning_rate)
+        else:
+            self.optimizer_name, keras_optimizer = type(optimizer).__name__, optimizer
+        check_combination(privacy, keras_optimizer, engine)
+        dp2 = isinstance(keras_optimizer, DP2Optimizer)
+        self.privacy = privacy
         replicas = self.distribute_strategy.num_replicas_in_sync
-        self.dp_noise = GaussianNoise(self.privacy.noise_multiplier * self.privacy.l2_norm_clip, replicas, noise_key)
-        keras_optimizer = make_optimizer(optimizer, self.privacy, learning_rate, engine)
-        self.clipping = (FastClipping(self.privacy.l2_norm_clip) if engine == "fast" else
-                         VectorizedClipping(keras_optimizer))
+        self.dp_noise = GaussianNoise(privacy.effective_noise_multiplier, replicas, noise_key)
+        self.clipping = FastClipping() if engine == "fast" else VectorizedClipping(keras_optimizer)
+        self.adaptive_clip = None
+        if privacy.clipping == "adaptive":
+            self.adaptive_clip = AdaptiveClipNorm(self.clip_norm, privacy, replicas, (self.dp_noise.key + 1) % 2**63)
+        if int(self.dp_steps.numpy()) == 0:  # a model that has taken DP steps keeps its (checkpointed) clip norm
+            self.clip_norm.assign(privacy.l2_norm_clip)
         super().compile(optimizer=keras_optimizer, **kwargs)
+        if dp2:  # its state must exist before the first step reads it (under a strategy, created in its scope)
+            with self.distribute_strategy.scope():
+                keras_optimizer._create_all_weights(
+                    [v for network in self.private_networks for v in network.trainable_variables])
 
     @property
     def recorder(self):
@@ -106,14 +133,27 @@ class DPGenerativeModel(tf.keras.Model):
                 self.recorder = None
             loss = terms["loss"] if weights is None else terms["loss"] * tf.cast(weights, terms["loss"].dtype)
         variables = [v for network in self.private_networks for v in network.trainable_variables]
-        gradients = private_gradients(self.clipping, tape, loss, variables, recorder, self.privacy.batch_size,
-                                      self.dp_noise, self.dp_steps.read_value())
+        step = self.dp_steps.read_value()
+        clip, scales = self.privacy.l2_norm_clip, None
+        if self.adaptive_clip is not None:
+            clip = self.clip_norm.read_value()
+        if isinstance(self.optimizer, DP2Optimizer):
+            clip, scales = self.optimizer.clip_norm(clip), self.optimizer.per_example_scales(variables)
+        gradients, norms = private_gradients(self.clipping, tape, loss, variables, recorder, self.privacy.batch_size,
+                                             self.dp_noise, step, clip, scales)
         self.optimizer.apply_gradients(zip(gradients, variables))
-        with tf.control_dependencies(gradients):  # the step count moves only after this step's noise was drawn
+        updates = list(gradients)
+        if self.adaptive_clip is not None:
+            present = tf.ones_like(norms, tf.bool) if weights is None else tf.reshape(weights, [-1]) > 0
+            updates.append(self.adaptive_clip.update(norms, present, step, clip))
+        with tf.control_dependencies(updates):  # the step count moves only after this step's noise was drawn
             self.dp_steps.assign_add(1)
         for name, values in terms.items():
             self.trackers[name].update_state(values, sample_weight=weights)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if self.adaptive_clip is not None:
+            logs["clip"] = self.clip_norm.read_value()
+        return logs
 
     def test_step(self, data):
         x, y, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
@@ -132,7 +172,12 @@ class DPGenerativeModel(tf.keras.Model):
 
     def privacy_report(self) -> dict:
         """The privacy.json fields for the steps this model has taken."""
-        return privacy_report(self.privacy, int(self.dp_steps.numpy()))
+        report = privacy_report(self.privacy, int(self.dp_steps.numpy()))
+        report["optimizer"] = self.optimizer_name
+        report["dp2_delay"] = self.optimizer.delay if isinstance(self.optimizer, DP2Optimizer) else None
+        if self.adaptive_clip is not None:
+            report["final_l2_norm_clip"] = float(self.clip_norm.numpy())
+        return report
 
     def sample(self, num_samples: int, seed: int = 0, labels=None):
         z = tf.random.stateless_normal([num_samples, self.latent_dim], seed=[seed, 0])

@@ -15,6 +15,18 @@ def dp_sgd_event(noise_multiplier: float, sampling_probability: float, steps: in
     return dp_accounting.SelfComposedDpEvent(step, int(steps))
 
 
+def sum_noise_multiplier(noise_multiplier: float, count_stddev: float) -> float:
+    """With adaptive clipping, the noise multiplier z_sum of the clipped sum such that the sum (sensitivity C, noise
+    z_sum*C) and the unclipped count (sensitivity 1/2, noise sigma_b) together equal one Gaussian at `noise_multiplier`
+    z: z^-2 = z_sum^-2 + (2 sigma_b)^-2 (Andrew et al. 2021, Thm. 1). Needs z < 2 sigma_b; z = 0 stays 0 (no DP)."""
+    if noise_multiplier == 0:
+        return 0.0
+    if not noise_multiplier < 2 * count_stddev:
+        raise ValueError(f"noise_multiplier {noise_multiplier} must be below 2 * clipped_count_stddev = "
+                         f"{2 * count_stddev}.")
+    return (noise_multiplier ** -2 - (2 * count_stddev) ** -2) ** -0.5
+
+
 def make_accountant(accountant: str) -> dp_accounting.PrivacyAccountant:
     if accountant == "rdp":
         return dp_accounting.rdp.RdpAccountant()

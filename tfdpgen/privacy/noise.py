@@ -26,19 +26,18 @@ def replica_stream(step, num_replicas: int):
 
 
 class GaussianNoise:
-    def __init__(self, stddev: float, num_replicas: int = 1, key: int = None):
-        self.stddev = float(stddev)
+    """N(0, (noise_multiplier * clip)^2 I) for the global batch, drawn as this replica's share."""
+
+    def __init__(self, noise_multiplier: float, num_replicas: int = 1, key: int = None):
+        self.noise_multiplier = float(noise_multiplier)
         self.num_replicas = int(num_replicas)
         self.key = new_seed() if key is None else int(key)
 
-    @property
-    def share_stddev(self) -> float:
-        return self.stddev / math.sqrt(self.num_replicas)
-
-    def __call__(self, tensors, step):
-        """Noise shaped like `tensors` (a list) for DP step `step`, this replica's share."""
+    def __call__(self, tensors, step, clip=1.0):
+        """Noise shaped like `tensors` (a list) for DP step `step` and clip norm `clip`, this replica's share."""
         seed = tf.stack([tf.constant(self.key, tf.int64), replica_stream(step, self.num_replicas)])
         sizes = [tf.size(t) for t in tensors]
-        flat = tf.random.stateless_normal([tf.add_n(sizes)], seed=seed, stddev=self.share_stddev, alg="philox",
-                                          dtype=tensors[0].dtype)
+        dtype = tensors[0].dtype
+        share_stddev = tf.cast(clip, dtype) * (self.noise_multiplier / math.sqrt(self.num_replicas))
+        flat = tf.random.stateless_normal([tf.add_n(sizes)], seed=seed, alg="philox", dtype=dtype) * share_stddev
         return [tf.reshape(part, tf.shape(t)) for part, t in zip(tf.split(flat, sizes), tensors)]

@@ -1,24 +1,50 @@
-"""Optimizers for DP training: plain Keras optimizers for the fast engine, TF Privacy's vectorized DP optimizers
-(built with noise 0: noise is added once per global batch in privacy.noise) for the `vectorized` engine."""
+"""Optimizers for DP training, by name: plain Keras optimizers for the fast engine (they only ever see released, noised
+gradients), TF Privacy's vectorized DP optimizers (built with noise 0: noise is added once per global batch in
+privacy.noise) for the `vectorized` engine, and DP^2 (privacy.dp2), whose preconditioning reaches into the DP step."""
 import tensorflow as tf
 from tensorflow_privacy.privacy.optimizers import dp_optimizer_keras_vectorized as vectorized
 
+from tfdpgen.privacy.dp2 import DP2Optimizer
 from tfdpgen.privacy.settings import PrivacySettings
 
-OPTIMIZERS = {"sgd": tf.keras.optimizers.legacy.SGD, "adam": tf.keras.optimizers.legacy.Adam}
-DP_OPTIMIZERS = {"sgd": vectorized.VectorizedDPKerasSGDOptimizer, "adam": vectorized.VectorizedDPKerasAdamOptimizer}
+OPTIMIZERS = ("dp-sgd", "dp-adam", "dp2-rmsprop", "dp2-adagrad")
+ALIASES = {"sgd": "dp-sgd", "adam": "dp-adam"}
+KERAS = {"dp-sgd": tf.keras.optimizers.legacy.SGD, "dp-adam": tf.keras.optimizers.legacy.Adam}
+DP_OPTIMIZERS = {"dp-sgd": vectorized.VectorizedDPKerasSGDOptimizer, "dp-adam": vectorized.VectorizedDPKerasAdamOptimizer}
 ENGINES = ("fast", "vectorized")
 
 
-def make_optimizer(name: str, settings: PrivacySettings, learning_rate: float, engine: str = "fast", **kwargs):
+def canonical_name(name: str) -> str:
+    name = ALIASES.get(name, name)
     if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}.")
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}.")
+    return name
+
+
+def check_combination(settings: PrivacySettings, optimizer, engine: str):
+    """Raise ValueError for an engine, clipping and optimizer that do not go together (before anything is written)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}.")
+    dp2 = isinstance(optimizer, DP2Optimizer) or (isinstance(optimizer, str) and canonical_name(optimizer).startswith("dp2"))
+    if engine == "vectorized" and (dp2 or settings.clipping == "adaptive"):
+        raise ValueError("adaptive clipping and DP^2 need per-example norms and a clip norm that changes (DP^2 also "
+                         "preconditions per-example gradients), which TF Privacy's vectorized optimizer does not "
+                         "give: use engine='fast' (--engine fast).")
+    if dp2 and settings.clipping == "adaptive":
+        raise ValueError("DP^2 clips with two norms (one per phase) and adaptive clipping follows one: use "
+                         "clipping='fixed' with a DP^2 optimizer, or adaptive clipping with dp-sgd or dp-adam.")
+
+
+def make_optimizer(name: str, settings: PrivacySettings, learning_rate: float, engine: str = "fast",
+                   dp2_delay: int = 100, dp2_learning_rate: float = None):
+    name = canonical_name(name)
+    check_combination(settings, name, engine)
+    if name.startswith("dp2"):
+        return DP2Optimizer(learning_rate, dp2_learning_rate, dp2_delay, variant=name.split("-")[1])
     if engine == "fast":
-        return OPTIMIZERS[name](learning_rate=learning_rate, **kwargs)
+        return KERAS[name](learning_rate=learning_rate)
     return DP_OPTIMIZERS[name](l2_norm_clip=settings.l2_norm_clip, noise_multiplier=0.0, num_microbatches=None,
-                               unconnected_gradients_to_zero=True, learning_rate=learning_rate, **kwargs)
+                               unconnected_gradients_to_zero=True, learning_rate=learning_rate)
 
 
 def is_dp_optimizer(optimizer) -> bool:

@@ -21,7 +21,10 @@ def privacy_report(settings: PrivacySettings, steps: int) -> dict:
         "epsilon": None if math.isinf(epsilon) else epsilon,
         "delta": settings.delta,
         "noise_multiplier": settings.noise_multiplier,
+        "effective_noise_multiplier": settings.effective_noise_multiplier,
         "l2_norm_clip": settings.l2_norm_clip,
+        "clipping": settings.clipping,
+        "target_quantile": settings.target_quantile if settings.clipping == "adaptive" else None,
         "steps": int(steps),
         "sampling": settings.sampling,
         "sampling_probability": settings.sampling_probability,
@@ -32,6 +35,13 @@ def privacy_report(settings: PrivacySettings, steps: int) -> dict:
         "target_epsilon": settings.target_epsilon,
         "adjacency": "add-or-remove-one record (example-level DP)",
     }
+    if settings.clipping == "adaptive":
+        report["clipped_count_stddev"] = settings.count_stddev
+        report["adaptive_clipping"] = (
+            "l2_norm_clip is the initial clip norm. Each step releases the clipped sum with noise "
+            "effective_noise_multiplier * clip and the count of unclipped examples (sensitivity 1/2) with noise "
+            "clipped_count_stddev; together they are one Gaussian release at noise_multiplier, the figure the "
+            "accountant uses.")
     if math.isinf(epsilon):
         report["note"] = "noise_multiplier is 0: this run has no differential privacy guarantee."
     if settings.sampling == "shuffle":

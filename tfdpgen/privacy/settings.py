@@ -6,6 +6,7 @@ from typing import Optional
 from tfdpgen.privacy import accounting
 
 SAMPLINGS = ("poisson", "shuffle")
+CLIPPINGS = ("fixed", "adaptive")
 
 
 class PrivacySettingsError(ValueError):
@@ -32,6 +33,12 @@ class PrivacySettings:
     epochs spend at most that epsilon; with both, the noise is as given and training stops at the target.
     `batch_size` is the expected batch size under Poisson sampling (q = batch_size / N). `delta` defaults to a power
     of ten at least ten times below 1/N.
+
+    `clipping="adaptive"` makes the clip norm follow the `target_quantile` of the per-example gradient norms
+    (privacy.adaptive_clipping), starting at `l2_norm_clip`. Each step then releases a noised count besides the noised
+    sum; `noise_multiplier` stays the single-Gaussian equivalent z the accounting uses, and the sum gets the larger
+    `effective_noise_multiplier` z_sum = (z^-2 - (2 sigma_b)^-2)^(-1/2), sigma_b = `clipped_count_stddev`
+    (default batch_size / 20).
     """
 
     dataset_size: int
@@ -43,6 +50,10 @@ class PrivacySettings:
     delta: Optional[float] = None
     sampling: str = "poisson"
     accountant: str = "rdp"
+    clipping: str = "fixed"
+    target_quantile: float = 0.5
+    clip_learning_rate: float = 0.2
+    clipped_count_stddev: Optional[float] = None
 
     def __post_init__(self):
         def fail(message):
@@ -56,6 +67,14 @@ class PrivacySettings:
             fail(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}.")
         if self.accountant not in accounting.ACCOUNTANTS:
             fail(f"accountant must be one of {accounting.ACCOUNTANTS}, got {self.accountant!r}.")
+        if self.clipping not in CLIPPINGS:
+            fail(f"clipping must be one of {CLIPPINGS}, got {self.clipping!r}.")
+        if not 0 < self.target_quantile < 1:
+            fail(f"target_quantile must be in (0, 1) (0.5 clips half the examples), got {self.target_quantile!r}.")
+        if not (self.clip_learning_rate > 0 and math.isfinite(self.clip_learning_rate)):
+            fail(f"clip_learning_rate must be positive (0.2 in Andrew et al.), got {self.clip_learning_rate!r}.")
+        if self.clipped_count_stddev is not None and not self.clipped_count_stddev > 0:
+            fail(f"clipped_count_stddev must be positive (default batch_size / 20), got {self.clipped_count_stddev!r}.")
         if not self.epochs > 0:
             fail(f"epochs must be positive, got {self.epochs!r}.")
         if self.steps < 1:
@@ -78,6 +97,22 @@ class PrivacySettings:
     @property
     def sampling_probability(self) -> float:
         return self.batch_size / self.dataset_size
+
+    @property
+    def count_stddev(self) -> Optional[float]:
+        """sigma_b, the stddev of the noise on the count of unclipped examples (adaptive clipping only)."""
+        if self.clipping != "adaptive":
+            return None
+        return self.clipped_count_stddev if self.clipped_count_stddev is not None else self.batch_size / 20
+
+    @property
+    def effective_noise_multiplier(self) -> Optional[float]:
+        """The noise multiplier applied to the clipped sum: z itself, or z_sum with adaptive clipping."""
+        if self.noise_multiplier is None:
+            return None
+        if self.clipping != "adaptive":
+            return self.noise_multiplier
+        return accounting.sum_noise_multiplier(self.noise_multiplier, self.count_stddev)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -109,6 +144,11 @@ class PrivacySettings:
                     f"target_epsilon={self.target_epsilon} cannot be reached with delta={delta:.3g} at sampling "
                     f"probability {self.sampling_probability:.4g}: {what}{reason}. Raise "
                     "target_epsilon or delta, train fewer epochs, use a smaller batch size or more noise.")
+        if self.clipping == "adaptive" and not noise < 2 * self.count_stddev:
+            raise PrivacySettingsError(
+                f"adaptive clipping needs noise_multiplier < 2 * clipped_count_stddev, but {noise:.4g} >= "
+                f"2 * {self.count_stddev:.4g}: the count of unclipped examples would use up the whole budget. Raise "
+                "clipped_count_stddev (or the batch size: its default is batch_size / 20), or use clipping='fixed'.")
         return dataclasses.replace(self, delta=delta, noise_multiplier=noise)
 
     @property

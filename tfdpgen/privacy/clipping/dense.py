@@ -23,3 +23,12 @@ def squared_norms(layer, x, g):
     else:
         norms = outer_sum_squared_norms(as_positions(x), as_positions(g))
     return norms + sum_over_positions_squared(g) if layer.use_bias else norms
+
+
+def weighted_squared_norms(layer, x, g, weights):
+    """sum_jk w_jk G_i,jk^2 (+ the bias's), with `weights` aligned with the layer's trainable variables."""
+    if x.shape.rank == 2:  # G_i = x_i g_i^T: sum_jk x_ij^2 w_jk g_ik^2
+        norms = tf.reduce_sum(tf.matmul(tf.square(x), weights[0]) * tf.square(g), 1)
+    else:
+        norms = outer_sum_squared_norms(as_positions(x), as_positions(g), weights[0])
+    return norms + sum_over_positions_squared(g, weights[1]) if layer.use_bias else norms

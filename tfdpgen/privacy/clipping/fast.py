@@ -53,19 +53,30 @@ class Recorder:
 
 
 class FastClipping:
-    """Sum of per-example gradients, each clipped to `l2_norm_clip` in global L2 norm over `variables`."""
+    """Sums of per-example gradients, each clipped to a given norm in global L2 norm over `variables`.
 
-    def __init__(self, l2_norm_clip: float):
-        self.l2_norm_clip = l2_norm_clip
+    With `scales` (DP^2's preconditioner), example i's gradient is first multiplied coordinate-wise by them; the
+    layer modules then compute weighted norms (those without `weighted_squared_norms` take the Jacobian path).
+    """
 
-    def clipped_sums(self, tape, per_example_loss, variables, recorder: Recorder):
+    def clipped_sums(self, tape, per_example_loss, variables, recorder: Recorder, clip, scales=None):
+        """(clipped sums aligned with `variables`, per-example norms before clipping)."""
         variables = list(variables)
-        # A layer called more than once has cross terms between its calls: its variables take the Jacobian path.
+        scale_of = None if scales is None else {id(v): s for v, s in zip(variables, scales)}
+
+        def weights(layer):
+            return [tf.square(scale_of[id(v)]) if id(v) in scale_of else tf.ones_like(v) for v in layer.trainable_variables]
+
+        # A layer called more than once has cross terms between its calls: its variables take the Jacobian path, as
+        # do layers whose module has no weighted norm when there are scales.
         calls = {}
         for entry in recorder.entries:
             calls[id(entry[1])] = calls.get(id(entry[1]), 0) + 1
-        entries = [entry for entry in recorder.entries if calls[id(entry[1])] == 1]
-        recorder.fallback_layers += [entry[1] for entry in recorder.entries if calls[id(entry[1])] > 1]
+        entries, rest = [], []
+        for entry in recorder.entries:
+            usable = calls[id(entry[1])] == 1 and (scale_of is None or hasattr(entry[0], "weighted_squared_norms"))
+            (entries if usable else rest).append(entry)
+        recorder.fallback_layers += [entry[1] for entry in rest]
         handled = {id(v) for _, layer, _, _ in entries for v in layer.trainable_variables}
         fallback = [v for v in variables if id(v) not in handled]
         self._warn(recorder, fallback)
@@ -75,23 +86,28 @@ class FastClipping:
         output_grads = tape.gradient(total, zs) if zs else []
         squared = tf.zeros_like(per_example_loss)
         for (module, layer, context, _), g in zip(entries, output_grads):
-            squared += module.squared_norms(layer, context, g)
+            squared += (module.squared_norms(layer, context, g) if scale_of is None else
+                        module.weighted_squared_norms(layer, context, g, weights(layer)))
         jacobians = []
         if fallback:
             jacobians = tape.jacobian(per_example_loss, fallback, unconnected_gradients=tf.UnconnectedGradients.ZERO,
                                       experimental_use_pfor=True)
+            if scale_of is not None:
+                jacobians = [jacobian * scale_of[id(v)] for v, jacobian in zip(fallback, jacobians)]
             for jacobian in jacobians:
                 squared += tf.reduce_sum(tf.reshape(tf.square(jacobian), [tf.shape(jacobian)[0], -1]), axis=1)
-        scale = tf.minimum(1.0, self.l2_norm_clip / tf.maximum(tf.sqrt(squared), 1e-12))
+        norms = tf.sqrt(squared)
+        scale = tf.minimum(1.0, tf.cast(clip, norms.dtype) / tf.maximum(norms, 1e-12))
         sums = {}
         for (_, layer, _, z), g in zip(entries, output_grads):
             weighted = g * tf.reshape(scale, [-1] + [1] * (g.shape.rank - 1))
             for v, grad in zip(layer.trainable_variables, tape.gradient(z, layer.trainable_variables,
                                                                         output_gradients=weighted)):
-                sums[id(v)] = tf.convert_to_tensor(grad)
+                grad = tf.convert_to_tensor(grad)
+                sums[id(v)] = grad if scale_of is None or id(v) not in scale_of else grad * scale_of[id(v)]
         for v, jacobian in zip(fallback, jacobians):
             sums[id(v)] = tf.tensordot(scale, jacobian, axes=[[0], [0]])
-        return [sums[id(v)] for v in variables]
+        return [sums[id(v)] for v in variables], norms
 
     @staticmethod
     def _warn(recorder, fallback):

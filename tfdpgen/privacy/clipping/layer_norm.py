@@ -28,3 +28,13 @@ def squared_norms(layer, normalized, g):
     if layer.center:
         norms += sum_over_positions_squared(g)
     return norms
+
+
+def weighted_squared_norms(layer, normalized, g, weights):
+    norms = tf.zeros(tf.shape(g)[:1], g.dtype)
+    weights = list(weights)
+    if layer.scale:
+        norms += sum_over_positions_squared(normalized * g, weights.pop(0))
+    if layer.center:
+        norms += sum_over_positions_squared(g, weights.pop(0))
+    return norms

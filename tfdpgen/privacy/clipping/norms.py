@@ -7,9 +7,12 @@ G_i directly (cost T p q). `outer_sum_squared_norms` takes whichever is cheaper 
 import tensorflow as tf
 
 
-def outer_sum_squared_norms(a, g):
-    """||sum_t a[i, t] g[i, t]^T||_F^2 for a [B, T, p] and g [B, T, q]; returns [B]."""
+def outer_sum_squared_norms(a, g, weight=None):
+    """||sum_t a[i, t] g[i, t]^T||_F^2 for a [B, T, p] and g [B, T, q]; returns [B]. With `weight` [p, q], the
+    weighted sum of squares sum_pq weight_pq G_i,pq^2 (G_i is then always formed)."""
     positions, p, q = a.shape[1], a.shape[2], g.shape[2]
+    if weight is not None:
+        return tf.reduce_sum(tf.square(tf.einsum("btp,btq->bpq", a, g)) * weight, axis=[1, 2])
     if positions is None or positions * (p + q) <= p * q:
         a_gram = tf.einsum("btp,bsp->bts", a, a)
         g_gram = tf.einsum("btq,bsq->bts", g, g)
@@ -56,8 +59,9 @@ def as_positions(tensor):
     return tf.reshape(tensor, tf.stack([shape[0], -1, shape[-1]])) if tensor.shape.rank != 3 else tensor
 
 
-def sum_over_positions_squared(g):
-    """||sum_t g[i, t]||^2 for g [B, ..., q] (a bias's per-example gradient); returns [B]."""
+def sum_over_positions_squared(g, weight=None):
+    """||sum_t g[i, t]||^2 for g [B, ..., q] (a bias's per-example gradient), or its weighted sum of squares with
+    `weight` [q]; returns [B]."""
     axes = list(range(1, g.shape.rank - 1))
     summed = tf.reduce_sum(g, axis=axes) if axes else g
-    return tf.reduce_sum(tf.square(summed), axis=-1)
+    return tf.reduce_sum(tf.square(summed) * (1.0 if weight is None else weight), axis=-1)
