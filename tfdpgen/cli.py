@@ -7,6 +7,7 @@ DESCRIPTION = "Train differentially private generative models and export them fo
 
 def build_parser() -> argparse.ArgumentParser:
     from tfdpgen.data.images import DATASETS
+    from tfdpgen.data.tables import TABLES
     from tfdpgen.privacy.optimizers import OPTIMIZERS
     from tfdpgen.strategies import STRATEGIES
     from tfdpgen.training import DEFAULT_EPSILON, MODELS
@@ -15,10 +16,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a DP generator (default: DP-VAE on scikit-learn digits)",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    train.add_argument("--model", choices=sorted(MODELS), default="vae")
-    train.add_argument("--dataset", choices=DATASETS, default="digits",
-                       help="digits ships with scikit-learn; mnist/fashion_mnist download through TFDS")
-    train.add_argument("--data-dir", help="directory of local IDX files (e.g. ../shared/data/mnist); skips TFDS")
+    train.add_argument("--model", choices=list(MODELS), default="vae",
+                       help="vae, gan, cgan (label-conditioned), tabgan (tables), diffusion (DPDM), sinkhorn")
+    train.add_argument("--dataset", choices=DATASETS + TABLES,
+                       help="images: digits (default; ships with scikit-learn), mnist/fashion_mnist (through TFDS); "
+                            "tables (tabgan): breast_cancer (default; scikit-learn), adult (--data-dir "
+                            "../shared/data/adult)")
+    train.add_argument("--data-dir", help="directory of local IDX files (e.g. ../shared/data/mnist; skips TFDS), or "
+                                          "for tabgan a directory with one CSV file (give --schema)")
+    train.add_argument("--schema", help="tabgan: JSON schema of the CSV (categories, declared bounds of numbers, "
+                                        "the condition column); see tfdpgen/data/tables.py")
     train.add_argument("--epsilon", type=float,
                        help=f"target epsilon; the noise is calibrated to reach it ({DEFAULT_EPSILON} if neither this "
                             "nor --noise-multiplier is given)")
@@ -73,7 +80,7 @@ def main(argv=None) -> int:
                       output=args.output, seed=args.seed, strategy=args.strategy, devices=args.devices,
                       checkpoint_every=args.checkpoint_every, engine=args.engine, clipping=args.clipping,
                       target_quantile=args.target_quantile, dp2_delay=args.dp2_delay,
-                      dp2_learning_rate=args.dp2_learning_rate, verbose=0 if args.quiet else 1)
+                      dp2_learning_rate=args.dp2_learning_rate, schema=args.schema, verbose=0 if args.quiet else 1)
     except (ValueError, CheckpointError, PrivacyBudgetExhausted) as error:  # bad input: one line, what to do
         print(f"tfdpgen: error: {error}", file=sys.stderr)
         return 2

@@ -14,8 +14,13 @@ import tensorflow as tf
 from tfdpgen.checkpoints import RunCheckpoint, delete_secrets, load_or_create_secrets
 from tfdpgen.data.images import load_images
 from tfdpgen.data.sampling import distributed_private_batches, new_seed
-from tfdpgen.evaluation.plots import save_image_grid
+from tfdpgen.evaluation.plots import save_column_histograms, save_image_grid
 from tfdpgen.export.saved_model import export_sampler
+from tfdpgen.data.tables import load_table
+from tfdpgen.models.diffusion import DPDiffusion
+from tfdpgen.models.gan import DPGAN
+from tfdpgen.models.sinkhorn import DPSinkhorn
+from tfdpgen.models.tabular_gan import DPTableGAN
 from tfdpgen.models.vae import DPVAE
 from tfdpgen.privacy import accounting
 from tfdpgen.privacy.optimizers import canonical_name, make_optimizer
@@ -23,7 +28,10 @@ from tfdpgen.privacy.report import privacy_statement
 from tfdpgen.privacy.settings import PrivacySettings
 from tfdpgen.strategies import make_strategy
 
-MODELS = {"vae": DPVAE}
+MODELS = {"vae": DPVAE, "gan": DPGAN, "cgan": DPGAN, "tabgan": DPTableGAN, "diffusion": DPDiffusion,
+          "sinkhorn": DPSinkhorn}
+TABLE_MODELS = ("tabgan",)
+DEFAULT_DATASETS = {"tabgan": "breast_cancer"}
 DEFAULT_EPSILON = 3.0
 FINISHED_MARKER = "privacy.json"  # written last: its presence means the run finished
 RUN_CONFIG = "run.json"
@@ -72,11 +80,32 @@ def fit_to(network, total_steps, batches, callbacks, verbose):
                     steps_per_epoch=per_epoch, callbacks=callbacks, verbose=verbose)
 
 
-def train_run(model="vae", dataset="digits", data_dir=None, epsilon=None, delta=None, noise_multiplier=None,
+def load_data(model, dataset, data_dir, schema):
+    """(records, labels, the loaded data) for the family: an image set, or an encoded table."""
+    if model in TABLE_MODELS:
+        table = load_table(dataset, data_dir, schema)
+        return table.features, table.labels, table
+    images = load_images(dataset, data_dir)
+    return images.images, images.labels, images
+
+
+def build_model(model, data, seed, latent_dim):
+    kwargs = {"seed": seed} if latent_dim is None else {"seed": seed, "latent_dim": latent_dim}
+    if model in TABLE_MODELS:
+        return MODELS[model](schema=data.schema, **kwargs)
+    kwargs["image_shape"] = data.images.shape[1:]
+    if model == "cgan":
+        kwargs["num_classes"] = int(data.labels.max()) + 1  # the label set is schema, not protected
+    if model == "diffusion":
+        kwargs.pop("latent_dim", None)  # its latent is the image itself
+    return MODELS[model](**kwargs)
+
+
+def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None, noise_multiplier=None,
               l2_norm_clip=1.0, epochs=30, batch_size=64, sampling="poisson", accountant="rdp", optimizer="dp-adam",
               learning_rate=5e-3, latent_dim=None, output=None, seed=None, strategy="default", devices=None,
               checkpoint_every=100, engine="fast", clipping="fixed", target_quantile=0.5, dp2_delay=100,
-              dp2_learning_rate=None, verbose=1) -> str:
+              dp2_learning_rate=None, schema=None, verbose=1) -> str:
     """Train a DP generator into `output`, or resume the unfinished run there. Returns the run directory.
 
     Every check (output directory, data, settings, strategy) runs before anything is written or trained.
@@ -87,24 +116,24 @@ def train_run(model="vae", dataset="digits", data_dir=None, epsilon=None, delta=
         raise ValueError(f"--checkpoint-every must be at least 1 step, got {checkpoint_every}.")
     if epsilon is None and noise_multiplier is None:
         epsilon = DEFAULT_EPSILON
+    dataset = dataset or DEFAULT_DATASETS.get(model, "digits")
     optimizer = canonical_name(optimizer)
     config = {"model": model, "dataset": dataset, "data_dir": data_dir, "epsilon": epsilon, "delta": delta,
               "noise_multiplier": noise_multiplier, "l2_norm_clip": l2_norm_clip, "epochs": epochs,
               "batch_size": batch_size, "sampling": sampling, "accountant": accountant, "optimizer": optimizer,
               "learning_rate": learning_rate, "latent_dim": latent_dim, "seed": seed, "clipping": clipping,
-              "target_quantile": target_quantile, "dp2_delay": dp2_delay, "dp2_learning_rate": dp2_learning_rate}
+              "target_quantile": target_quantile, "dp2_delay": dp2_delay, "dp2_learning_rate": dp2_learning_rate, "schema": schema}
     output = output or default_output(model, dataset)
     resuming = check_output_dir(output, config)
     distribution = make_strategy(strategy, devices)
-    data = load_images(dataset, data_dir)
+    records, labels, data = load_data(model, dataset, data_dir, schema)
     # Deterministic kernels make a replayed step bit-identical to the lost one (see checkpoints.py); they require a
     # global seed, which only the initial weights depend on (noise and batches come from the run's secrets).
     tf.keras.utils.set_random_seed(new_seed() % 2**31 if seed is None else seed)
     tf.config.experimental.enable_op_determinism()
     with distribution.scope():
-        network = MODELS[model](image_shape=data.images.shape[1:], seed=seed,
-                                **({} if latent_dim is None else {"latent_dim": latent_dim}))
-    settings = PrivacySettings(dataset_size=len(data.images), batch_size=batch_size, epochs=epochs,
+        network = build_model(model, data, seed, latent_dim)
+    settings = PrivacySettings(dataset_size=len(records), batch_size=batch_size, epochs=epochs,
                                l2_norm_clip=l2_norm_clip, noise_multiplier=noise_multiplier, target_epsilon=epsilon,
                                delta=delta, sampling=sampling, accountant=accountant, clipping=clipping,
                                target_quantile=target_quantile).resolved()
@@ -136,7 +165,7 @@ def train_run(model="vae", dataset="digits", data_dir=None, epsilon=None, delta=
               f"{settings.noise_multiplier:.4f}, {clipping} clip {settings.l2_norm_clip}, {settings.sampling} sampling q={settings.sampling_probability:.4f}, {total} steps, delta "
               f"{settings.delta:.0e}" + (f"; resuming at step {int(network.dp_steps.numpy())}" if resuming else ""))
     fit_to(network, total,
-           lambda: distributed_private_batches(data.images, data.labels, settings, distribution,
+           lambda: distributed_private_batches(records, labels, settings, distribution,
                                                secrets["sampling_seed"], network.dp_steps),
            [checkpoint], verbose)
     checkpoint.save()
@@ -147,8 +176,12 @@ def train_run(model="vae", dataset="digits", data_dir=None, epsilon=None, delta=
 def finish_run(output, network, model, dataset, settings, verbose=1):
     """Write the export, the pictures and the statement, then privacy.json last; drop the secrets."""
     report = network.privacy_report()
-    metadata = {"family": model, "dataset": dataset, "image_shape": list(network.image_shape),
-                "latent_dim": network.latent_dim, "privacy": report}
+    metadata = {"family": model, "dataset": dataset, "latent_dim": network.latent_dim,
+                "num_classes": network.num_classes, "privacy": report}
+    if model in TABLE_MODELS:
+        metadata["schema"] = network.schema.to_dict()
+    else:
+        metadata["image_shape"] = list(network.image_shape)
     partial = os.path.join(output, "saved_model", ".1.partial")
     final = os.path.join(output, "saved_model", "1")
     for leftover in (partial, final):  # an export of this unfinished run, interrupted before privacy.json
@@ -157,7 +190,10 @@ def finish_run(output, network, model, dataset, settings, verbose=1):
     os.replace(partial, final)
     title = (f"DP-{model.upper()} on {dataset}, epsilon={report['epsilon']:.3g}, delta={report['delta']:.0e}"
              if report["epsilon"] is not None else f"{model} on {dataset}, no DP")
-    save_image_grid(network.sample(64, seed=0), os.path.join(output, "samples.png"), title=title)
+    if model in TABLE_MODELS:
+        save_column_histograms(network.sample(1000, seed=0), os.path.join(output, "samples.png"), title=title)
+    else:
+        save_image_grid(network.sample(64, seed=0), os.path.join(output, "samples.png"), title=title)
     with open(os.path.join(output, "privacy.txt"), "w") as f:
         f.write(privacy_statement(settings, report["steps"]))
     with open(os.path.join(output, FINISHED_MARKER), "w") as f:

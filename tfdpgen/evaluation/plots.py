@@ -7,13 +7,43 @@ import numpy as np  # noqa: E402
 
 
 def save_image_grid(images: np.ndarray, path, columns: int = 8, title: str = None) -> None:
-    """A grid of [N, H, W, 1] images in [0, 1], saved as PNG."""
+    """A grid of [N, H, W, 1 or 3] images in [0, 1], saved as PNG."""
     rows = int(np.ceil(len(images) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(columns, rows + (0.4 if title else 0)), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image in zip(axes.ravel(), images):
-        ax.imshow(np.squeeze(image, -1), cmap="gray", vmin=0, vmax=1)
+        if image.shape[-1] == 1:
+            ax.imshow(np.squeeze(image, -1), cmap="gray", vmin=0, vmax=1)
+        else:
+            ax.imshow(np.clip(image, 0, 1))
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def save_column_histograms(columns: dict, path, title: str = None, max_columns: int = 16) -> None:
+    """Histograms (numbers) or bar charts (categories) of generated table columns {name: values}, saved as PNG."""
+    names = list(columns)[:max_columns]
+    per_row = 4
+    rows = int(np.ceil(len(names) / per_row))
+    fig, axes = plt.subplots(rows, per_row, figsize=(3 * per_row, 2.2 * rows + (0.4 if title else 0)), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, name in zip(axes.ravel(), names):
+        ax.axis("on")
+        values = np.asarray(columns[name])
+        if values.dtype.kind in "SUO":
+            labels, counts = np.unique(values.astype(str), return_counts=True)
+            order = np.argsort(-counts)[:12]
+            ax.bar(range(len(order)), counts[order])
+            ax.set_xticks(range(len(order)), labels[order], rotation=60, fontsize=6)
+        else:
+            ax.hist(values, bins=20)
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=6)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -122,6 +122,13 @@ class DPGenerativeModel(tf.keras.Model):
     def generate(self, z, labels=None):
         raise NotImplementedError
 
+    num_classes = None  # conditional families: the number of labels `generate` takes
+
+    def non_private_step(self) -> dict:
+        """Updates after the DP step of networks that never read private records (a GAN's generator, trained from the
+        privately trained discriminator only: post-processing). Takes no data by design. Returns metrics."""
+        return {}
+
     def train_step(self, data):
         x, y, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
         recorder = Recorder() if isinstance(self.clipping, FastClipping) else None
@@ -150,6 +157,9 @@ class DPGenerativeModel(tf.keras.Model):
             self.dp_steps.assign_add(1)
         for name, values in terms.items():
             self.trackers[name].update_state(values, sample_weight=weights)
+        with tf.control_dependencies(updates):
+            for name, value in self.non_private_step().items():
+                self.trackers[name].update_state(value)
         logs = {name: tracker.result() for name, tracker in self.trackers.items()}
         if self.adaptive_clip is not None:
             logs["clip"] = self.clip_norm.read_value()
@@ -180,5 +190,9 @@ class DPGenerativeModel(tf.keras.Model):
         return report
 
     def sample(self, num_samples: int, seed: int = 0, labels=None):
+        """`num_samples` samples; conditional families take `labels` (default: 0, 1, ..., cycling over classes)."""
         z = tf.random.stateless_normal([num_samples, self.latent_dim], seed=[seed, 0])
-        return self.generate(z, labels).numpy()
+        if self.num_classes is not None and labels is None:
+            labels = tf.range(num_samples) % self.num_classes
+        samples = self.generate(z, labels)
+        return tf.nest.map_structure(lambda t: t.numpy(), samples)

@@ -69,11 +69,14 @@ class FastClipping:
 
         # A layer called more than once has cross terms between its calls: its variables take the Jacobian path, as
         # do layers whose module has no weighted norm when there are scales.
+        wanted = {id(v) for v in variables}  # layers of networks trained otherwise (a GAN's generator) do not count
+        recorded = [entry for entry in recorder.entries
+                    if any(id(v) in wanted for v in entry[1].trainable_variables)]
         calls = {}
-        for entry in recorder.entries:
+        for entry in recorded:
             calls[id(entry[1])] = calls.get(id(entry[1]), 0) + 1
         entries, rest = [], []
-        for entry in recorder.entries:
+        for entry in recorded:
             usable = calls[id(entry[1])] == 1 and (scale_of is None or hasattr(entry[0], "weighted_squared_norms"))
             (entries if usable else rest).append(entry)
         recorder.fallback_layers += [entry[1] for entry in rest]

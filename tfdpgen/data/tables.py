@@ -1,0 +1,172 @@
+"""Tables for the tabular GAN: a declared schema, the encoding the networks see, and decoding back to the columns.
+
+The schema (column names, category values, and bounds of continuous columns) is public metadata the user declares; it
+is never computed from the records, so fitting the encoding costs no privacy. Continuous values are scaled from their
+declared [min, max] to [-1, 1] (values outside are clipped to the bounds); categories are one-hot. The privacy
+guarantee does not cover the schema itself.
+
+Bundled: `breast_cancer` (scikit-learn, 569 rows: 30 continuous measurements and the diagnosis; bounds from its
+documentation) and `adult` (../shared/data/adult: adult.csv and adult-domain.json, every column integer-coded).
+Any CSV: a directory with one .csv file and `--schema schema.json`:
+{"condition": "label column", "columns": [{"name": "age", "type": "continuous", "min": 17, "max": 90},
+                                          {"name": "label", "type": "categorical", "values": ["no", "yes"]}]}
+"""
+import csv
+import dataclasses
+import json
+import os
+from typing import List, Optional
+
+import numpy as np
+
+from tfdpgen.data.images import DataError
+
+TABLES = ("breast_cancer", "adult")
+SCHEMAS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas")
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # "categorical" or "continuous"
+    values: Optional[List[str]] = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+
+    @property
+    def width(self) -> int:
+        return len(self.values) if self.type == "categorical" else 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TableSchema:
+    columns: List[Column]
+    condition: str  # the categorical column the GAN is conditioned on (class balance, sampling by class)
+
+    @classmethod
+    def from_dict(cls, spec: dict) -> "TableSchema":
+        try:
+            columns = [Column(**column) for column in spec["columns"]]
+            condition = spec["condition"]
+        except (KeyError, TypeError) as error:
+            raise DataError(f"a table schema needs 'condition' and 'columns' (each with name and type, and values or "
+                            f"min and max): {error}") from error
+        for column in columns:
+            if column.type == "categorical" and not column.values:
+                raise DataError(f"categorical column {column.name!r} needs its list of 'values'.")
+            if column.type == "continuous" and not (column.min is not None and column.max is not None
+                                                    and column.min < column.max):
+                raise DataError(f"continuous column {column.name!r} needs declared bounds 'min' < 'max' (public "
+                                "knowledge, never computed from the private rows).")
+            if column.type not in ("categorical", "continuous"):
+                raise DataError(f"column {column.name!r} has type {column.type!r}: use categorical or continuous.")
+        names = [column.name for column in columns]
+        if len(set(names)) != len(names):
+            raise DataError("column names in the schema must be unique.")
+        if condition not in names or columns[names.index(condition)].type != "categorical":
+            raise DataError(f"the schema's condition {condition!r} must name one of its categorical columns.")
+        return cls(columns, condition)
+
+    @classmethod
+    def load(cls, path) -> "TableSchema":
+        with open(path) as f:
+            return cls.from_dict(json.load(f))
+
+    def to_dict(self) -> dict:
+        return {"condition": self.condition,
+                "columns": [{k: v for k, v in dataclasses.asdict(c).items() if v is not None} for c in self.columns]}
+
+    @property
+    def condition_column(self) -> Column:
+        return next(column for column in self.columns if column.name == self.condition)
+
+    @property
+    def features(self) -> List[Column]:
+        """Every column but the condition: what the generator produces."""
+        return [column for column in self.columns if column.name != self.condition]
+
+
+@dataclasses.dataclass
+class TableData:
+    """Encoded features [N, width] in the networks' space, the condition's codes [N], and the schema."""
+    features: np.ndarray
+    labels: np.ndarray
+    schema: TableSchema
+    name: str
+
+
+def encode(rows: List[dict], schema: TableSchema) -> TableData:
+    """Rows (dicts of strings or numbers) -> TableData; unknown categories and non-numbers fail with the row number."""
+    parts, labels = [], []
+    for number, row in enumerate(rows):
+        encoded = []
+        for column in schema.columns:
+            if column.name not in row:
+                raise DataError(f"row {number} has no column {column.name!r} declared in the schema.")
+            value = row[column.name]
+            if column.type == "categorical":
+                if str(value) not in column.values:
+                    raise DataError(f"row {number}: {column.name}={value!r} is not one of the declared values "
+                                    f"{column.values[:10]}{'...' if len(column.values) > 10 else ''}.")
+                code = column.values.index(str(value))
+                if column.name == schema.condition:
+                    labels.append(code)
+                    continue
+                encoded.append(np.eye(column.width, dtype=np.float32)[code])
+            else:
+                try:
+                    number_value = float(value)
+                except ValueError:
+                    raise DataError(f"row {number}: {column.name}={value!r} is not a number.") from None
+                if not np.isfinite(number_value):
+                    raise DataError(f"row {number}: {column.name} is {value!r}; remove or impute missing values.")
+                scaled = 2 * (number_value - column.min) / (column.max - column.min) - 1
+                encoded.append(np.array([np.clip(scaled, -1, 1)], np.float32))
+        parts.append(np.concatenate(encoded))
+    if not parts:
+        raise DataError("the table has no rows.")
+    return TableData(np.stack(parts), np.asarray(labels, np.int32), schema, "")
+
+
+def load_table(name: str = "breast_cancer", data_dir=None, schema_path=None) -> TableData:
+    if schema_path is not None or (data_dir is not None and name not in TABLES):
+        if data_dir is None or schema_path is None:
+            raise DataError("a CSV table needs both --data-dir (the folder with one .csv file) and --schema (its JSON "
+                            "schema with declared categories and bounds).")
+        schema = TableSchema.load(schema_path)
+        rows = _read_csv(_single_csv(data_dir))
+    elif name == "breast_cancer":
+        from sklearn.datasets import load_breast_cancer
+        schema = TableSchema.load(os.path.join(SCHEMAS, "breast_cancer.json"))
+        bunch = load_breast_cancer()
+        names = [column.name for column in schema.features]
+        rows = [dict(zip(names, values), diagnosis=str(bunch.target_names[target]))
+                for values, target in zip(bunch.data, bunch.target)]
+    elif name == "adult":
+        if data_dir is None:
+            raise DataError("adult is not bundled: give --data-dir with adult.csv and adult-domain.json "
+                            "(../shared/data/adult).")
+        with open(os.path.join(data_dir, "adult-domain.json")) as f:
+            domain = json.load(f)
+        schema = TableSchema([Column(column, "categorical", [str(v) for v in range(size)])
+                              for column, size in domain.items()], "income>50K")
+        rows = _read_csv(os.path.join(data_dir, "adult.csv"))
+    else:
+        raise DataError(f"unknown table {name!r}: choose one of {TABLES}, or give --data-dir and --schema.")
+    data = encode(rows, schema)
+    data.name = name
+    return data
+
+
+def _single_csv(data_dir):
+    if not os.path.isdir(data_dir):
+        raise DataError(f"--data-dir {data_dir} is not a directory.")
+    files = sorted(f for f in os.listdir(data_dir) if f.endswith(".csv"))
+    if len(files) != 1:
+        raise DataError(f"--data-dir {data_dir} must hold exactly one .csv file, found {files or 'none'}.")
+    return os.path.join(data_dir, files[0])
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

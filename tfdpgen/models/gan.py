@@ -1,0 +1,112 @@
+"""DP-GAN and DP-CGAN for images: DCGAN-style networks; only the discriminator reads private records.
+
+Each DP step: the discriminator's per-example loss pairs real record i with one fake, softplus(-D(x_i)) +
+softplus(D(G(z_i))) (non-saturating GAN loss), and is trained by the shared DP step (clipped, noised). Then the
+generator takes one plain step on softplus(-D(G(z))) for fresh z: it never sees a real record, only the privately
+trained discriminator, so its training is post-processing and costs no privacy. The conditional variant feeds a
+one-hot label to both networks (the discriminator's head reads its image features and the label) and samples by label.
+"""
+import tensorflow as tf
+
+from tfdpgen.data.images import DataError
+from tfdpgen.models.base import DPGenerativeModel
+
+L = tf.keras.layers
+SHAPES = ((8, 8, 1), (28, 28, 1), (32, 32, 3))
+
+
+def generator_network(image_shape, input_dim):
+    if image_shape == (8, 8, 1):
+        return tf.keras.Sequential([L.InputLayer(input_shape=(input_dim,)), L.Dense(128, activation="relu"),
+                                    L.Dense(64, activation="sigmoid"), L.Reshape(image_shape)], name="generator")
+    start = 7 if image_shape[0] == 28 else 4
+    layers = [L.InputLayer(input_shape=(input_dim,)), L.Dense(start * start * 64, activation="relu"),
+              L.Reshape((start, start, 64))]
+    if image_shape[0] == 32:
+        layers.append(L.Conv2DTranspose(64, 4, strides=2, padding="same", activation="relu"))
+    layers += [L.Conv2DTranspose(32, 4, strides=2, padding="same", activation="relu"),
+               L.Conv2DTranspose(image_shape[-1], 4, strides=2, padding="same", activation="sigmoid")]
+    return tf.keras.Sequential(layers, name="generator")
+
+
+def discriminator_features(image_shape):
+    if image_shape == (8, 8, 1):
+        return tf.keras.Sequential([L.InputLayer(input_shape=image_shape), L.Flatten(), L.Dense(128),
+                                    L.LeakyReLU(0.2)], name="discriminator_features")
+    layers = [L.InputLayer(input_shape=image_shape), L.Conv2D(32, 4, strides=2, padding="same"), L.LeakyReLU(0.2),
+              L.Conv2D(64, 4, strides=2, padding="same"), L.LeakyReLU(0.2)]
+    if image_shape[0] == 32:
+        layers += [L.Conv2D(128, 4, strides=2, padding="same"), L.LeakyReLU(0.2)]
+    return tf.keras.Sequential(layers + [L.Flatten()], name="discriminator_features")
+
+
+class DPGAN(DPGenerativeModel):
+    """A GAN whose discriminator is trained with DP; `num_classes` makes it conditional (DP-CGAN)."""
+
+    metric_names = ("loss", "generator_loss")
+
+    def __init__(self, image_shape=(28, 28, 1), latent_dim: int = 32, num_classes: int = None, seed: int = None,
+                 generator_learning_rate: float = 2e-4, **kwargs):
+        image_shape = tuple(int(size) for size in image_shape)
+        if image_shape not in SHAPES:
+            raise DataError(f"{type(self).__name__} supports image shapes {list(SHAPES)}, got {image_shape}.")
+        super().__init__(latent_dim=latent_dim, seed=seed, **kwargs)
+        self.image_shape, self.num_classes = image_shape, num_classes
+        self.generator_learning_rate = generator_learning_rate
+        extra = num_classes or 0
+        self.generator = generator_network(image_shape, latent_dim + extra)
+        self.features = discriminator_features(image_shape)
+        self.head = tf.keras.Sequential([L.InputLayer(input_shape=(self.features.output_shape[-1] + extra,)),
+                                         L.Dense(1)], name="discriminator_head")
+        self.generator_optimizer = None
+
+    private_networks = property(lambda self: [self.features, self.head])
+    generator_networks = property(lambda self: [self.generator])
+
+    def compile(self, *args, **kwargs):
+        super().compile(*args, **kwargs)
+        self.generator_optimizer = tf.keras.optimizers.legacy.Adam(self.generator_learning_rate, beta_1=0.5)
+        with self.distribute_strategy.scope():
+            self.generator_optimizer._create_all_weights(self.generator.trainable_variables)
+
+    def _one_hot(self, labels):
+        return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
+
+    def _with_labels(self, tensor, labels):
+        return tensor if self.num_classes is None else tf.concat([tensor, self._one_hot(labels)], axis=-1)
+
+    def discriminate(self, images, labels, run=None):
+        run = run or (lambda network, x: network(x, training=True))
+        return run(self.head, self._with_labels(run(self.features, images), labels))[:, 0]
+
+    def random_labels(self, n, seed):
+        return tf.random.stateless_uniform([n], seed=seed, maxval=self.num_classes, dtype=tf.int32)
+
+    def per_example_terms(self, x, y, training):
+        batch = tf.shape(x)[0]
+        labels = None if self.num_classes is None else tf.cast(y, tf.int32)
+        z = tf.random.stateless_normal([batch, self.latent_dim], seed=self.step_seed(1), alg="philox")
+        fake = self.generate(z, labels, training=training)  # not through run: the generator is not trained here
+        run = lambda network, inputs: self.run(network, inputs, training)  # noqa: E731
+        real_logits = self.discriminate(x, labels, run)
+        fake_logits = self.discriminate(fake, labels, run)
+        return {"loss": tf.nn.softplus(-real_logits) + tf.nn.softplus(fake_logits)}
+
+    def non_private_step(self):
+        batch = self.privacy.batch_size // self.distribute_strategy.num_replicas_in_sync
+        z = tf.random.stateless_normal([batch, self.latent_dim], seed=self.step_seed(2), alg="philox")
+        labels = None if self.num_classes is None else self.random_labels(batch, self.step_seed(3))
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.nn.softplus(-self.discriminate(self.generate(z, labels, training=True), labels)))
+            scaled = loss / self.distribute_strategy.num_replicas_in_sync  # the optimizer sums over replicas
+        variables = self.generator.trainable_variables
+        self.generator_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        return {"generator_loss": loss}
+
+    def generate(self, z, labels=None, training=False):
+        if self.num_classes is not None and labels is None:
+            raise ValueError("a conditional GAN generates for given labels: pass labels (one per latent vector).")
+        return self.generator(self._with_labels(z, labels), training=training)
+
+    def get_config(self):
+        return {"image_shape": self.image_shape, "latent_dim": self.latent_dim, "num_classes": self.num_classes}

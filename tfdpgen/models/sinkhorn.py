@@ -1,0 +1,117 @@
+"""DP-Sinkhorn (after Cao, Bie, Vahdat, Fidler, Kreis, NeurIPS 2021): a generator trained on an entropic optimal
+transport loss between generated and real batches, where only the loss's gradient with respect to the generated
+samples is privatized.
+
+What is privatized, exactly. For a real batch X (Poisson-sampled, expected size B) and a generated batch Y = G(Z) of
+B samples (Z drawn without reading data), the loss is
+
+    L(X, Y) = sum_i l_i(Y) - B/2 * S(Y, Y),     l_i(Y) = -eps * log( (1/B) sum_j exp(-c(x_i, y_j) / eps) ),
+
+with c the mean squared distance and S(Y, Y) = mean_j of the same soft-minimum from y_j to Y: l_i is the real
+point's entropic-OT dual potential after one Sinkhorn half-step from uniform potentials (the real-to-generated side of
+the Sinkhorn divergence, each real point pulled to its soft-nearest generated points), and the S(Y, Y) term is the
+debiasing self-term (it spreads the generated points). The only quantity that reads private records is the gradient
+G_X = sum_i d l_i / dY, a [B, D] tensor. Each l_i depends on x_i alone (and on Y), so each record's contribution
+d l_i / dY is clipped to norm C, the contributions are summed and Gaussian noise N(0, sigma^2 C^2) is added, through the
+same DP step as every family (privacy.gradients, divided by B): adding or removing one record changes the clipped sum
+by at most C, which is the Poisson-subsampled Gaussian mechanism the accountant composes. Everything after the release
+(adding the data-free self-term's gradient and back-propagating through G) is post-processing.
+
+Unlike the full Sinkhorn divergence, the generated-to-real direction and further Sinkhorn iterations (whose potentials
+couple all real records, so one record would move every term) are left out: they have no per-record decomposition.
+"""
+import tensorflow as tf
+
+from tfdpgen.data.images import DataError
+from tfdpgen.models.base import DPGenerativeModel
+from tfdpgen.models.gan import SHAPES, generator_network
+from tfdpgen.privacy.clipping.fast import Recorder
+from tfdpgen.privacy.dp2 import DP2Optimizer
+from tfdpgen.privacy.gradients import private_gradients
+
+
+def soft_min_cost(a, b, epsilon):
+    """-eps log mean_j exp(-c(a_i, b_j) / eps) for every row a_i; c = mean squared distance. Returns [len(a)]."""
+    cost = tf.reduce_mean(tf.square(a[:, None, :] - b[None, :, :]), -1)
+    count = tf.cast(tf.shape(b)[0], a.dtype)
+    return -epsilon * (tf.reduce_logsumexp(-cost / epsilon, axis=1) - tf.math.log(count))
+
+
+class DPSinkhorn(DPGenerativeModel):
+    metric_names = ("loss",)
+
+    def __init__(self, image_shape=(8, 8, 1), latent_dim: int = 32, epsilon: float = 0.05, seed: int = None,
+                 **kwargs):
+        image_shape = tuple(int(size) for size in image_shape)
+        if image_shape not in SHAPES:
+            raise DataError(f"DPSinkhorn supports image shapes {list(SHAPES)}, got {image_shape}.")
+        super().__init__(latent_dim=latent_dim, seed=seed, **kwargs)
+        self.image_shape, self.epsilon = image_shape, epsilon
+        self.generator = generator_network(image_shape, latent_dim)
+
+    private_networks = property(lambda self: [self.generator])
+    generator_networks = property(lambda self: [self.generator])
+
+    def compile(self, privacy, *args, engine="fast", **kwargs):
+        if engine != "fast":
+            raise ValueError("DP-Sinkhorn privatizes the gradient with respect to the generated batch, which the "
+                             "fast engine computes: use engine='fast'.")
+        super().compile(privacy, *args, engine=engine, **kwargs)
+        if self.privacy.clipping != "fixed" or isinstance(self.optimizer, DP2Optimizer):
+            raise ValueError("DP-Sinkhorn clips the gradient with respect to the generated batch with a fixed norm: "
+                             "use clipping='fixed' and dp-sgd or dp-adam.")
+
+    def fake_batch(self, training):
+        # One generated batch for the whole global step: the same on every replica (no replica id in its seed).
+        seed = tf.stack([self.random_key + 1, tf.cast(self.dp_steps, tf.int64)])
+        z = tf.random.stateless_normal([self.privacy.batch_size, self.latent_dim], seed=seed, alg="philox")
+        return self.generator(z, training=training)
+
+    def per_example_terms(self, x, y, training, fake=None):
+        fake = self.fake_batch(training) if fake is None else fake
+        real = tf.reshape(tf.cast(x, tf.float32), [tf.shape(x)[0], -1])
+        return {"loss": soft_min_cost(real, tf.reshape(fake, [tf.shape(fake)[0], -1]), self.epsilon)}
+
+    def self_term(self, fake):
+        flat = tf.reshape(fake, [tf.shape(fake)[0], -1])
+        return 0.5 * self.privacy.batch_size * tf.reduce_mean(soft_min_cost(flat, flat, self.epsilon))
+
+    def private_fake_gradient(self, x, weights, fake_tape_value):
+        """The released gradient with respect to the generated batch: (sum_i clip(d l_i / dY, C) + noise) / B, this
+        replica's share."""
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(fake_tape_value)
+            loss = self.per_example_terms(x, None, True, fake=fake_tape_value)["loss"]
+            if weights is not None:
+                loss = loss * tf.cast(tf.reshape(weights, [-1]), loss.dtype)
+        gradients, _ = private_gradients(self.clipping, tape, loss, [fake_tape_value], Recorder(),
+                                         self.privacy.batch_size, self.dp_noise, self.dp_steps.read_value(),
+                                         self.privacy.l2_norm_clip)
+        return gradients[0], loss
+
+    def train_step(self, data):
+        x, _, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
+        replica = tf.distribute.get_replica_context()
+        with tf.GradientTape() as generator_tape:
+            fake = self.fake_batch(True)
+        released, loss = self.private_fake_gradient(x, weights, tf.identity(fake))
+        released = replica.all_reduce(tf.distribute.ReduceOp.SUM, released)  # the shares make one release
+        with tf.GradientTape() as self_tape:
+            self_tape.watch(fake)
+            repulsion = self.self_term(fake)
+        total = released - self_tape.gradient(repulsion, fake) / self.privacy.batch_size
+        variables = self.generator.trainable_variables
+        gradients = generator_tape.gradient(fake, variables, output_gradients=total)
+        # Every replica holds the same update; the optimizer sums replicas, so each contributes 1/R of it.
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        self.optimizer.apply_gradients(zip([g / replicas for g in gradients], variables))
+        with tf.control_dependencies([released]):
+            self.dp_steps.assign_add(1)
+        self.trackers["loss"].update_state(loss, sample_weight=weights)
+        return {"loss": self.trackers["loss"].result()}
+
+    def generate(self, z, labels=None):
+        return self.generator(z, training=False)
+
+    def get_config(self):
+        return {"image_shape": self.image_shape, "latent_dim": self.latent_dim, "epsilon": self.epsilon}

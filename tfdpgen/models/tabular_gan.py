@@ -1,0 +1,112 @@
+"""Tabular conditional GAN in the spirit of DP-CTGAN: one-hot categories and bound-scaled continuous columns
+(data.tables), conditioned on one categorical column; only the discriminator reads private rows.
+
+The discriminator sees an encoded row with its condition's one-hot and is trained by the shared DP step on the
+per-example loss softplus(-D(row_i, c_i)) + softplus(D(G(z_i, c_i), c_i)). The generator (post-processing, as in
+models.gan) trains on conditions drawn uniformly over the condition's categories, which balances rare classes without
+reading their frequencies (frequencies would cost privacy). Generated categories are Gumbel-softmax relaxed
+(temperature 0.2) for the discriminator and sampled for output; continuous columns are tanh in [-1, 1] and mapped back
+to their declared bounds. `generate` returns one tensor per original column, categories as their declared strings.
+"""
+import tensorflow as tf
+
+from tfdpgen.data.tables import TableSchema
+from tfdpgen.models.base import DPGenerativeModel
+
+L = tf.keras.layers
+TEMPERATURE = 0.2
+
+
+class DPTableGAN(DPGenerativeModel):
+    metric_names = ("loss", "generator_loss")
+
+    def __init__(self, schema: TableSchema, latent_dim: int = 32, hidden: int = 128, seed: int = None,
+                 generator_learning_rate: float = 2e-4, **kwargs):
+        super().__init__(latent_dim=latent_dim, seed=seed, **kwargs)
+        self.schema = schema
+        self.num_classes = len(schema.condition_column.values)
+        self.width = sum(column.width for column in schema.features)
+        self.generator_learning_rate = generator_learning_rate
+        self.generator = tf.keras.Sequential([L.InputLayer(input_shape=(latent_dim + self.num_classes,)),
+                                              L.Dense(hidden, activation="relu"), L.Dense(hidden, activation="relu"),
+                                              L.Dense(self.width)], name="generator")
+        self.discriminator = tf.keras.Sequential([L.InputLayer(input_shape=(self.width + self.num_classes,)),
+                                                  L.Dense(hidden), L.LeakyReLU(0.2), L.Dense(hidden),
+                                                  L.LeakyReLU(0.2), L.Dense(1)], name="discriminator")
+        self.generator_optimizer = None
+
+    private_networks = property(lambda self: [self.discriminator])
+    generator_networks = property(lambda self: [self.generator])
+
+    def compile(self, *args, **kwargs):
+        super().compile(*args, **kwargs)
+        self.generator_optimizer = tf.keras.optimizers.legacy.Adam(self.generator_learning_rate, beta_1=0.5)
+        with self.distribute_strategy.scope():
+            self.generator_optimizer._create_all_weights(self.generator.trainable_variables)
+
+    def _spans(self):
+        start = 0
+        for column in self.schema.features:
+            yield column, start, start + column.width
+            start += column.width
+
+    def _raw(self, z, labels, training):
+        return self.generator(tf.concat([z, tf.one_hot(labels, self.num_classes)], -1), training=training)
+
+    def relaxed_rows(self, z, labels, seed, training=True):
+        """Generated rows in the encoded space, categories Gumbel-softmax relaxed (what the discriminator sees)."""
+        raw = self._raw(z, labels, training)
+        gumbel = -tf.math.log(-tf.math.log(tf.random.stateless_uniform(tf.shape(raw), seed, 1e-6, 1 - 1e-6)))
+        parts = []
+        for column, start, end in self._spans():
+            part = raw[:, start:end]
+            parts.append(tf.nn.softmax((part + gumbel[:, start:end]) / TEMPERATURE) if column.type == "categorical"
+                         else tf.tanh(part))
+        return tf.concat(parts, -1)
+
+    def discriminate(self, rows, labels, run=None):
+        run = run or (lambda network, x: network(x, training=True))
+        return run(self.discriminator, tf.concat([rows, tf.one_hot(labels, self.num_classes)], -1))[:, 0]
+
+    def per_example_terms(self, x, y, training):
+        labels = tf.cast(y, tf.int32)
+        z = tf.random.stateless_normal([tf.shape(x)[0], self.latent_dim], seed=self.step_seed(1), alg="philox")
+        fake = self.relaxed_rows(z, labels, self.step_seed(4), training)
+        run = lambda network, inputs: self.run(network, inputs, training)  # noqa: E731
+        loss = tf.nn.softplus(-self.discriminate(tf.cast(x, tf.float32), labels, run)) + tf.nn.softplus(
+            self.discriminate(fake, labels, run))
+        return {"loss": loss}
+
+    def non_private_step(self):
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        batch = self.privacy.batch_size // replicas
+        z = tf.random.stateless_normal([batch, self.latent_dim], seed=self.step_seed(2), alg="philox")
+        labels = tf.random.stateless_uniform([batch], seed=self.step_seed(3), maxval=self.num_classes, dtype=tf.int32)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.nn.softplus(-self.discriminate(
+                self.relaxed_rows(z, labels, self.step_seed(5)), labels)))
+            scaled = loss / replicas
+        variables = self.generator.trainable_variables
+        self.generator_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        return {"generator_loss": loss}
+
+    def generate(self, z, labels=None, training=False):
+        """One output per original column: strings for categories (sampled), floats in the declared bounds."""
+        if labels is None:
+            raise ValueError("the tabular GAN generates rows for given condition labels: pass labels.")
+        labels = tf.cast(labels, tf.int32)
+        raw = self._raw(z, labels, training)
+        seed = tf.stack([tf.cast(tf.reduce_sum(tf.abs(z)) * 1e4, tf.int64), 11])  # a function of z: reproducible
+        condition = self.schema.condition_column
+        columns = {condition.name: tf.gather(tf.constant(condition.values), labels)}
+        for index, (column, start, end) in enumerate(self._spans()):
+            part = raw[:, start:end]
+            if column.type == "categorical":
+                codes = tf.random.stateless_categorical(part, 1, seed=seed + [0, index + 1], dtype=tf.int32)[:, 0]
+                columns[column.name] = tf.gather(tf.constant(column.values), codes)
+            else:
+                columns[column.name] = column.min + (tf.tanh(part[:, 0]) + 1) / 2 * (column.max - column.min)
+        return {column.name: columns[column.name] for column in self.schema.columns}
+
+    def get_config(self):
+        return {"schema": self.schema.to_dict(), "latent_dim": self.latent_dim}
