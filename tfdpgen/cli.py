@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--optimizer", choices=OPTIMIZERS, default="dp-adam",
                        help="dp2-*: DP^2 delayed preconditioners (alternating phases of --dp2-delay DP-SGD and "
                             "preconditioned steps)")
-    train.add_argument("--learning-rate", type=float, default=5e-3)
+    train.add_argument("--learning-rate", type=float,
+                       help="of the privately trained networks (default per model: vae 5e-3, gan/cgan/tabgan 5e-4, "
+                            "diffusion 2e-3, sinkhorn 5e-3)")
     train.add_argument("--clipping", choices=["fixed", "adaptive"], default="fixed",
                        help="adaptive: the clip norm follows --target-quantile of the per-example gradient norms, "
                             "starting at --l2-norm-clip (part of the budget goes to a noised count)")

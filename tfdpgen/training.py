@@ -32,6 +32,10 @@ MODELS = {"vae": DPVAE, "gan": DPGAN, "cgan": DPGAN, "tabgan": DPTableGAN, "diff
           "sinkhorn": DPSinkhorn}
 TABLE_MODELS = ("tabgan",)
 DEFAULT_DATASETS = {"tabgan": "breast_cancer"}
+# The learning rate of the privately trained network(s) when none is given (Adam; GAN discriminators learn slower so
+# that their generators keep up).
+DEFAULT_LEARNING_RATES = {"vae": 5e-3, "gan": 5e-4, "cgan": 5e-4, "tabgan": 5e-4, "diffusion": 2e-3,
+                          "sinkhorn": 5e-3}
 DEFAULT_EPSILON = 3.0
 FINISHED_MARKER = "privacy.json"  # written last: its presence means the run finished
 RUN_CONFIG = "run.json"
@@ -103,7 +107,7 @@ def build_model(model, data, seed, latent_dim):
 
 def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None, noise_multiplier=None,
               l2_norm_clip=1.0, epochs=30, batch_size=64, sampling="poisson", accountant="rdp", optimizer="dp-adam",
-              learning_rate=5e-3, latent_dim=None, output=None, seed=None, strategy="default", devices=None,
+              learning_rate=None, latent_dim=None, output=None, seed=None, strategy="default", devices=None,
               checkpoint_every=100, engine="fast", clipping="fixed", target_quantile=0.5, dp2_delay=100,
               dp2_learning_rate=None, schema=None, verbose=1) -> str:
     """Train a DP generator into `output`, or resume the unfinished run there. Returns the run directory.
@@ -117,12 +121,14 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
     if epsilon is None and noise_multiplier is None:
         epsilon = DEFAULT_EPSILON
     dataset = dataset or DEFAULT_DATASETS.get(model, "digits")
+    learning_rate = learning_rate or DEFAULT_LEARNING_RATES[model]
     optimizer = canonical_name(optimizer)
     config = {"model": model, "dataset": dataset, "data_dir": data_dir, "epsilon": epsilon, "delta": delta,
               "noise_multiplier": noise_multiplier, "l2_norm_clip": l2_norm_clip, "epochs": epochs,
               "batch_size": batch_size, "sampling": sampling, "accountant": accountant, "optimizer": optimizer,
               "learning_rate": learning_rate, "latent_dim": latent_dim, "seed": seed, "clipping": clipping,
-              "target_quantile": target_quantile, "dp2_delay": dp2_delay, "dp2_learning_rate": dp2_learning_rate, "schema": schema}
+              "target_quantile": target_quantile, "dp2_delay": dp2_delay, "dp2_learning_rate": dp2_learning_rate,
+              "schema": schema}
     output = output or default_output(model, dataset)
     resuming = check_output_dir(output, config)
     distribution = make_strategy(strategy, devices)

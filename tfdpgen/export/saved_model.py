@@ -26,9 +26,12 @@ def export_sampler(model, export_dir, max_samples: int = DEFAULT_MAX_SAMPLES, me
     latent_dim, num_classes = model.latent_dim, model.num_classes
 
     def check_size(num_samples):
-        tf.debugging.assert_greater_equal(num_samples, 1, message="num_samples must be at least 1")
-        tf.debugging.assert_less_equal(num_samples, max_samples,
-                                       message=f"num_samples must be at most max_samples={max_samples}")
+        """num_samples, once it is known to be in [1, max_samples] (the checks run before anything uses it)."""
+        checks = [tf.debugging.assert_greater_equal(num_samples, 1, message="num_samples must be at least 1"),
+                  tf.debugging.assert_less_equal(num_samples, max_samples,
+                                                 message=f"num_samples must be at most max_samples={max_samples}")]
+        with tf.control_dependencies(checks):
+            return tf.identity(num_samples)
 
     def draw(num_samples, seed, labels=None):
         z = tf.random.stateless_normal(tf.stack([num_samples, latent_dim]), seed=tf.stack([seed, tf.zeros_like(seed)]))
@@ -38,7 +41,7 @@ def export_sampler(model, export_dir, max_samples: int = DEFAULT_MAX_SAMPLES, me
     @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="num_samples"),
                                   tf.TensorSpec([], tf.int64, name="seed")])
     def sample(num_samples, seed):
-        check_size(num_samples)
+        num_samples = check_size(num_samples)
         labels = None
         if num_classes is not None:  # labels uniformly at random, from the same seed
             labels = tf.random.stateless_uniform(tf.stack([num_samples]), seed=tf.stack([seed, tf.ones_like(seed)]),
@@ -51,9 +54,12 @@ def export_sampler(model, export_dir, max_samples: int = DEFAULT_MAX_SAMPLES, me
         @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="labels"),
                                       tf.TensorSpec([], tf.int64, name="seed")])
         def sample_conditional(labels, seed):
-            check_size(tf.size(labels))
-            tf.debugging.assert_non_negative(labels, message="labels must be in [0, num_classes)")
-            tf.debugging.assert_less(labels, num_classes, message=f"labels must be below num_classes={num_classes}")
+            checks = [check_size(tf.size(labels)),
+                      tf.debugging.assert_non_negative(labels, message="labels must be in [0, num_classes)"),
+                      tf.debugging.assert_less(labels, num_classes,
+                                               message=f"labels must be below num_classes={num_classes}")]
+            with tf.control_dependencies(checks):
+                labels = tf.identity(labels)
             return draw(tf.size(labels), seed, labels)
 
         module.sample_conditional = sample_conditional

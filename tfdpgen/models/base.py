@@ -20,7 +20,8 @@ class DPGenerativeModel(tf.keras.Model):
     """A generator trained with DP-SGD in `model.fit`.
 
     Subclasses define `per_example_terms(x, y, training)` (a dict of per-example vectors whose "loss" entry is
-    differentiated), `private_networks` (every network that reads private records), `generator_networks` (what is
+    differentiated; an optional "public_loss" holds rows computed from no record, such as a GAN discriminator's loss on
+    a fixed number of generated samples, which are clipped like examples but never counted as records), `private_networks` (every network that reads private records), `generator_networks` (what is
     exported) and `generate(z, labels)`. Inside `per_example_terms`, call networks through `self.run(network, x)`: the
     fast clipping engine records their layers there (a layer used outside `run` falls back to slower Jacobians).
     The step count the accountant uses is the model variable `dp_steps`, so checkpoints carry it. Model randomness inside a step (a VAE's reparameterization) should use `step_seed`, so a
@@ -139,6 +140,8 @@ class DPGenerativeModel(tf.keras.Model):
             finally:
                 self.recorder = None
             loss = terms["loss"] if weights is None else terms["loss"] * tf.cast(weights, terms["loss"].dtype)
+            if "public_loss" in terms:  # rows that read no record (a GAN's fakes): clipped, but not examples
+                loss = tf.concat([loss, terms["public_loss"]], 0)
         variables = [v for network in self.private_networks for v in network.trainable_variables]
         step = self.dp_steps.read_value()
         clip, scales = self.privacy.l2_norm_clip, None
@@ -151,12 +154,15 @@ class DPGenerativeModel(tf.keras.Model):
         self.optimizer.apply_gradients(zip(gradients, variables))
         updates = list(gradients)
         if self.adaptive_clip is not None:
-            present = tf.ones_like(norms, tf.bool) if weights is None else tf.reshape(weights, [-1]) > 0
+            records = tf.shape(terms["loss"])[0]
+            present = tf.ones([records], tf.bool) if weights is None else tf.reshape(weights, [-1]) > 0
+            norms = norms[:records]
             updates.append(self.adaptive_clip.update(norms, present, step, clip))
         with tf.control_dependencies(updates):  # the step count moves only after this step's noise was drawn
             self.dp_steps.assign_add(1)
         for name, values in terms.items():
-            self.trackers[name].update_state(values, sample_weight=weights)
+            if name in self.trackers:
+                self.trackers[name].update_state(values, sample_weight=weights)
         with tf.control_dependencies(updates):
             for name, value in self.non_private_step().items():
                 self.trackers[name].update_state(value)
@@ -168,7 +174,8 @@ class DPGenerativeModel(tf.keras.Model):
     def test_step(self, data):
         x, y, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
         for name, values in self.per_example_terms(x, y, training=False).items():
-            self.trackers[name].update_state(values, sample_weight=weights)
+            if name in self.trackers:
+                self.trackers[name].update_state(values, sample_weight=weights)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def fit(self, *args, callbacks=None, **kwargs):

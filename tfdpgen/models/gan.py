@@ -1,7 +1,9 @@
 """DP-GAN and DP-CGAN for images: DCGAN-style networks; only the discriminator reads private records.
 
-Each DP step: the discriminator's per-example loss pairs real record i with one fake, softplus(-D(x_i)) +
-softplus(D(G(z_i))) (non-saturating GAN loss), and is trained by the shared DP step (clipped, noised). Then the
+Each DP step: the discriminator's loss is softplus(-D(x_i)) for every real record i and softplus(D(G(z_j))) for a
+fixed number of generated samples j (the expected batch size, labels drawn uniformly: nothing about them depends on
+the private batch); every row's gradient is clipped and the sum noised by the shared DP step, so one record moves the
+release by at most C (non-saturating GAN loss). Then the
 generator takes one plain step on softplus(-D(G(z))) for fresh z: it never sees a real record, only the privately
 trained discriminator, so its training is post-processing and costs no privacy. The conditional variant feeds a
 one-hot label to both networks (the discriminator's head reads its image features and the label) and samples by label.
@@ -82,23 +84,31 @@ class DPGAN(DPGenerativeModel):
     def random_labels(self, n, seed):
         return tf.random.stateless_uniform([n], seed=seed, maxval=self.num_classes, dtype=tf.int32)
 
+    def fake_rows(self, seed, training):
+        """A fixed number of generated samples (the expected batch share) with uniformly drawn labels: nothing in them
+        depends on the private batch, not even its size."""
+        count = self.privacy.batch_size // self.distribute_strategy.num_replicas_in_sync
+        z = tf.random.stateless_normal([count, self.latent_dim], seed=seed, alg="philox")
+        labels = None if self.num_classes is None else self.random_labels(count, seed + [0, 1])
+        return self.generate(z, labels, training=training), labels
+
     def per_example_terms(self, x, y, training):
-        batch = tf.shape(x)[0]
-        labels = None if self.num_classes is None else tf.cast(y, tf.int32)
-        z = tf.random.stateless_normal([batch, self.latent_dim], seed=self.step_seed(1), alg="philox")
-        fake = self.generate(z, labels, training=training)  # not through run: the generator is not trained here
-        run = lambda network, inputs: self.run(network, inputs, training)  # noqa: E731
-        real_logits = self.discriminate(x, labels, run)
-        fake_logits = self.discriminate(fake, labels, run)
-        return {"loss": tf.nn.softplus(-real_logits) + tf.nn.softplus(fake_logits)}
+        fake, fake_labels = self.fake_rows(self.step_seed(1), training)  # not through run: G is not trained here
+        real_labels = None if self.num_classes is None else tf.cast(y, tf.int32)
+        labels = None if self.num_classes is None else tf.concat([real_labels, fake_labels], 0)
+        # One discriminator call over real and generated rows, so the fast engine sees each layer once; each row
+        # is clipped on its own and only the real rows are records.
+        logits = self.discriminate(tf.concat([tf.cast(x, fake.dtype), fake], 0), labels,
+                                   lambda network, inputs: self.run(network, inputs, training))
+        records = tf.shape(x)[0]
+        return {"loss": tf.nn.softplus(-logits[:records]), "public_loss": tf.nn.softplus(logits[records:])}
 
     def non_private_step(self):
-        batch = self.privacy.batch_size // self.distribute_strategy.num_replicas_in_sync
-        z = tf.random.stateless_normal([batch, self.latent_dim], seed=self.step_seed(2), alg="philox")
-        labels = None if self.num_classes is None else self.random_labels(batch, self.step_seed(3))
+        replicas = self.distribute_strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.nn.softplus(-self.discriminate(self.generate(z, labels, training=True), labels)))
-            scaled = loss / self.distribute_strategy.num_replicas_in_sync  # the optimizer sums over replicas
+            fake, labels = self.fake_rows(self.step_seed(2), training=True)
+            loss = tf.reduce_mean(tf.nn.softplus(-self.discriminate(fake, labels)))
+            scaled = loss / replicas  # the optimizer sums over replicas
         variables = self.generator.trainable_variables
         self.generator_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         return {"generator_loss": loss}

@@ -1,10 +1,11 @@
 """Tabular conditional GAN in the spirit of DP-CTGAN: one-hot categories and bound-scaled continuous columns
 (data.tables), conditioned on one categorical column; only the discriminator reads private rows.
 
-The discriminator sees an encoded row with its condition's one-hot and is trained by the shared DP step on the
-per-example loss softplus(-D(row_i, c_i)) + softplus(D(G(z_i, c_i), c_i)). The generator (post-processing, as in
-models.gan) trains on conditions drawn uniformly over the condition's categories, which balances rare classes without
-reading their frequencies (frequencies would cost privacy). Generated categories are Gumbel-softmax relaxed
+The discriminator sees an encoded row with its condition's one-hot and is trained by the shared DP step on
+softplus(-D(row_i, c_i)) for every real row and softplus(D(G(z_j, c_j), c_j)) for a fixed number of generated rows,
+each row clipped (as in models.gan). Generated rows, for the discriminator and for the generator's own step
+(post-processing), take conditions drawn uniformly over the condition's categories, which balances rare classes
+without reading their frequencies (frequencies would cost privacy). Generated categories are Gumbel-softmax relaxed
 (temperature 0.2) for the discriminator and sampled for output; continuous columns are tanh in [-1, 1] and mapped back
 to their declared bounds. `generate` returns one tensor per original column, categories as their declared strings.
 """
@@ -68,23 +69,27 @@ class DPTableGAN(DPGenerativeModel):
         run = run or (lambda network, x: network(x, training=True))
         return run(self.discriminator, tf.concat([rows, tf.one_hot(labels, self.num_classes)], -1))[:, 0]
 
+    def fake_rows(self, seed, training=True):
+        """A fixed number of relaxed generated rows with uniformly drawn conditions (independent of the private
+        batch, its size included)."""
+        count = self.privacy.batch_size // self.distribute_strategy.num_replicas_in_sync
+        z = tf.random.stateless_normal([count, self.latent_dim], seed=seed, alg="philox")
+        labels = tf.random.stateless_uniform([count], seed=seed + [0, 1], maxval=self.num_classes, dtype=tf.int32)
+        return self.relaxed_rows(z, labels, seed + [0, 2], training), labels
+
     def per_example_terms(self, x, y, training):
-        labels = tf.cast(y, tf.int32)
-        z = tf.random.stateless_normal([tf.shape(x)[0], self.latent_dim], seed=self.step_seed(1), alg="philox")
-        fake = self.relaxed_rows(z, labels, self.step_seed(4), training)
-        run = lambda network, inputs: self.run(network, inputs, training)  # noqa: E731
-        loss = tf.nn.softplus(-self.discriminate(tf.cast(x, tf.float32), labels, run)) + tf.nn.softplus(
-            self.discriminate(fake, labels, run))
-        return {"loss": loss}
+        fake, fake_labels = self.fake_rows(self.step_seed(1), training)
+        rows = tf.concat([tf.cast(x, tf.float32), fake], 0)  # one discriminator call: see models.gan
+        labels = tf.concat([tf.cast(y, tf.int32), fake_labels], 0)
+        logits = self.discriminate(rows, labels, lambda network, inputs: self.run(network, inputs, training))
+        records = tf.shape(x)[0]
+        return {"loss": tf.nn.softplus(-logits[:records]), "public_loss": tf.nn.softplus(logits[records:])}
 
     def non_private_step(self):
         replicas = self.distribute_strategy.num_replicas_in_sync
-        batch = self.privacy.batch_size // replicas
-        z = tf.random.stateless_normal([batch, self.latent_dim], seed=self.step_seed(2), alg="philox")
-        labels = tf.random.stateless_uniform([batch], seed=self.step_seed(3), maxval=self.num_classes, dtype=tf.int32)
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.nn.softplus(-self.discriminate(
-                self.relaxed_rows(z, labels, self.step_seed(5)), labels)))
+            fake, labels = self.fake_rows(self.step_seed(2))
+            loss = tf.reduce_mean(tf.nn.softplus(-self.discriminate(fake, labels)))
             scaled = loss / replicas
         variables = self.generator.trainable_variables
         self.generator_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))

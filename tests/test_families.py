@@ -1,0 +1,222 @@
+"""Every generator family: private networks get only clipped, noised per-example gradients; generators trained from a
+private discriminator never read the real batch; each trains from the CLI and exports a model plain TF can load."""
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfdpgen
+from tfdpgen import cli
+from tfdpgen.data.images import DataError
+from tfdpgen.data.tables import TableSchema, load_table
+from tfdpgen.models.diffusion import DPDiffusion
+from tfdpgen.models.gan import DPGAN
+from tfdpgen.models.sinkhorn import DPSinkhorn
+from tfdpgen.models.tabular_gan import DPTableGAN
+
+BATCH, CLIP, LR = 32, 0.5, 1.0
+
+
+def breast_cancer():
+    return load_table("breast_cancer")
+
+
+def make(family, seed=0):
+    tf.keras.utils.set_random_seed(seed)
+    if family == "gan":
+        return DPGAN(image_shape=(8, 8, 1), latent_dim=8, seed=5)
+    if family == "cgan":
+        return DPGAN(image_shape=(8, 8, 1), latent_dim=8, num_classes=10, seed=5)
+    if family == "tabgan":
+        return DPTableGAN(breast_cancer().schema, latent_dim=8, seed=5)
+    if family == "diffusion":
+        return DPDiffusion(image_shape=(8, 8, 1), multiplicity=4, hidden=32, seed=5)
+    return DPSinkhorn(image_shape=(8, 8, 1), latent_dim=8, seed=5)
+
+
+def outlier_batch(family):
+    """One record far from everything (a batch of one, weight 1), and its label."""
+    if family == "tabgan":
+        row = np.full((1, breast_cancer().features.shape[1]), 1.0, np.float32)
+        return row, np.array([1], np.int32)
+    return np.ones((1, 8, 8, 1), np.float32), np.array([3], np.int32)
+
+
+def compile_sgd(model, noise=0.0, clip=CLIP, lr=LR):
+    settings = tfdpgen.PrivacySettings(dataset_size=1000, batch_size=BATCH, epochs=1, l2_norm_clip=clip,
+                                       noise_multiplier=noise)
+    model.compile(privacy=settings, optimizer="dp-sgd", learning_rate=lr, noise_key=3)
+
+
+def private_update(family, clip, x, y, weights):
+    model = make(family)
+    compile_sgd(model, clip=clip)
+    before = [v.numpy() for network in model.private_networks for v in network.trainable_variables]
+    model.fit(tf.data.Dataset.from_tensors((x, y, weights)), epochs=1, verbose=0)
+    return [v.numpy() - b for v, b in zip(
+        [v for network in model.private_networks for v in network.trainable_variables], before)]
+
+
+def record_contribution(family, clip):
+    """How far one outlier record moves the private networks: the update from a batch holding it minus the update
+    from the same step without it (a weight-0 row; the generated rows, drawn from the step's seed, are the same)."""
+    x, y = outlier_batch(family)
+    with_record = private_update(family, clip, x, y, np.ones(1, np.float32))
+    without = private_update(family, clip, x, y, np.zeros(1, np.float32))
+    return np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(with_record, without)))
+
+
+@pytest.mark.parametrize("family", ["gan", "cgan", "tabgan", "diffusion"])
+def test_one_record_moves_private_networks_at_most_lr_clip_over_batch(family):
+    bound = LR * CLIP / BATCH
+    assert 0 < record_contribution(family, CLIP) <= bound * (1 + 1e-4)
+    assert record_contribution(family, 1e4) > 2 * bound  # unclipped, the outlier would move them further
+
+
+def test_sinkhorn_releases_a_clipped_gradient_of_the_generated_batch():
+    """DP-Sinkhorn's private quantity is the gradient with respect to the generated batch: one outlier record moves
+    it by at most C/B; without clipping it would move it further."""
+    x, _ = outlier_batch("sinkhorn")
+    norms = {}
+    for clip in (0.01, 1e4):
+        model = make("sinkhorn")
+        compile_sgd(model, clip=clip)
+        fake = model.fake_batch(False)
+        released, _ = model.private_fake_gradient(tf.constant(x), None, fake)
+        norms[clip] = float(tf.norm(released))
+    assert norms[0.01] <= 0.01 / BATCH * (1 + 1e-4)
+    assert norms[1e4] > 2 * 0.01 / BATCH
+
+
+@pytest.mark.parametrize("family", ["gan", "cgan", "tabgan"])
+def test_generator_step_never_reads_the_real_batch(family):
+    """Discriminator frozen (learning rate 0, no noise): the generator's update is the same for two different real
+    batches, and it did move."""
+    generators = []
+    for batch_seed in (1, 2):
+        model = make(family)
+        compile_sgd(model, lr=0.0)
+        start = [v.numpy() for v in model.generator.trainable_variables]
+        x, y = outlier_batch(family)
+        x = np.random.default_rng(batch_seed).uniform(size=(BATCH,) + x.shape[1:]).astype("float32")
+        y = np.random.default_rng(batch_seed).integers(0, 2, size=BATCH).astype("int32")
+        model.fit(tf.data.Dataset.from_tensors((x, y)), epochs=1, verbose=0)
+        generators.append([v.numpy() for v in model.generator.trainable_variables])
+    for a, b in zip(*generators):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(generators[0], start))
+
+
+LOADER = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    assert "tfdpgen" not in sys.modules and "tf_keras" not in sys.modules
+    loaded = tf.saved_model.load(sys.argv[1])
+    with open(sys.argv[1] + "/assets/tfdpgen.json") as f:
+        num_classes = json.load(f)["num_classes"]
+    out = {"signatures": sorted(loaded.signatures)}
+    fn = loaded.signatures["serving_default"]
+    first = fn(num_samples=tf.constant(6, tf.int32), seed=tf.constant(1, tf.int64))
+    again = fn(num_samples=tf.constant(6, tf.int32), seed=tf.constant(1, tf.int64))
+    out["outputs"] = {k: [v.shape.as_list(), v.dtype.name] for k, v in first.items()}
+    out["same_seed_same"] = all(bool(tf.reduce_all(first[k] == again[k])) for k in first)
+    if "sample_conditional" in loaded.signatures:
+        cond = loaded.signatures["sample_conditional"](labels=tf.constant([0, 1, num_classes - 1], tf.int32),
+                                                       seed=tf.constant(2, tf.int64))
+        out["conditional"] = {k: v.shape.as_list() for k, v in cond.items()}
+        try:
+            loaded.signatures["sample_conditional"](labels=tf.constant([num_classes], tf.int32),
+                                                    seed=tf.constant(2, tf.int64))
+            out["bad_label"] = "accepted"
+        except tf.errors.InvalidArgumentError as error:
+            out["bad_label"] = error.message
+    print(json.dumps(out))
+""")
+
+
+def load_in_plain_tensorflow(path, env):
+    result = subprocess.run([sys.executable, "-c", LOADER, str(path)], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def epoch_losses(output):
+    return json.loads((output / "privacy.json").read_text())
+
+
+@pytest.mark.parametrize("family, epochs", [("gan", 3), ("cgan", 3), ("diffusion", 3), ("sinkhorn", 3)])
+def test_image_family_trains_on_digits_and_exports(tmp_path, subprocess_env, capsys, family, epochs):
+    output = tmp_path / family
+    assert cli.main(["train", "--model", family, "--epochs", str(epochs), "--epsilon", "3", "--output", str(output),
+                     "--checkpoint-every", "1000"]) == 0
+    printed = capsys.readouterr().out
+    losses = [float(line.split(" - loss: ")[1].split()[0]) for line in printed.replace("\r", "\n").splitlines()
+              if " - loss: " in line and "epsilon" in line]
+    assert len(losses) == epochs and losses[-1] < losses[0], losses
+    report = json.loads((output / "privacy.json").read_text())
+    assert report["epsilon"] <= 3 and (output / "samples.png").exists()
+    out = load_in_plain_tensorflow(output / "saved_model" / "1", subprocess_env)
+    assert out["outputs"] == {"samples": [[6, 8, 8, 1], "float32"]} and out["same_seed_same"]
+    if family == "cgan":
+        assert out["signatures"] == ["sample_conditional", "serving_default"]
+        assert out["conditional"] == {"samples": [3, 8, 8, 1]} and "num_classes=10" in out["bad_label"]
+    else:
+        assert out["signatures"] == ["serving_default"]
+
+
+def test_tabgan_trains_on_a_slice_of_adult_and_exports_readable_columns(tmp_path, shared_data, subprocess_env):
+    data_dir = tmp_path / "adult"
+    data_dir.mkdir()
+    shutil.copy(shared_data / "adult" / "adult-domain.json", data_dir)
+    with open(shared_data / "adult" / "adult.csv") as source, open(data_dir / "adult.csv", "w") as target:
+        target.writelines(line for _, line in zip(range(3001), source))
+    output = tmp_path / "run"
+    assert cli.main(["train", "--model", "tabgan", "--dataset", "adult", "--data-dir", str(data_dir), "--epochs", "2",
+                     "--epsilon", "3", "--output", str(output), "--quiet"]) == 0
+    domain = json.loads((data_dir / "adult-domain.json").read_text())
+    out = load_in_plain_tensorflow(output / "saved_model" / "1", subprocess_env)
+    assert sorted(out["outputs"]) == sorted(domain)
+    assert all(shape_dtype == [[6], "string"] for shape_dtype in out["outputs"].values())
+    assert out["same_seed_same"] and "num_classes=2" in out["bad_label"]
+    assert out["conditional"] == {name: [3] for name in domain}
+
+
+def test_tabular_samples_decode_to_exactly_the_declared_columns_and_values():
+    data = breast_cancer()
+    model = DPTableGAN(data.schema, latent_dim=8, seed=1)
+    samples = model.sample(500, seed=0)
+    assert list(samples) == [column.name for column in data.schema.columns]
+    for column in data.schema.columns:
+        values = samples[column.name]
+        assert values.shape == (500,)
+        if column.type == "categorical":
+            assert set(v.decode() for v in values) <= set(column.values)
+        else:
+            assert values.dtype == np.float32 and column.min <= values.min() and values.max() <= column.max
+    labels = model.sample(4, seed=0, labels=[1, 1, 0, 1])["diagnosis"]
+    assert [v.decode() for v in labels] == ["benign", "benign", "malignant", "benign"]
+
+
+def test_csv_with_schema_and_bad_schemas(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rows.csv").write_text("age,smoker,outcome\n40,yes,ill\n70,no,well\n55,no,ill\n")
+    schema = {"condition": "outcome", "columns": [{"name": "age", "type": "continuous", "min": 0, "max": 100},
+                                                  {"name": "smoker", "type": "categorical", "values": ["no", "yes"]},
+                                                  {"name": "outcome", "type": "categorical", "values": ["ill", "well"]}]}
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    data = load_table("rows", str(tmp_path / "data"), str(tmp_path / "schema.json"))
+    np.testing.assert_allclose(data.features, [[-0.2, 0, 1], [0.4, 1, 0], [0.1, 1, 0]], atol=1e-6)
+    assert data.labels.tolist() == [0, 1, 0]
+    with pytest.raises(DataError, match="declared bounds"):
+        TableSchema.from_dict({"condition": "outcome", "columns": [{"name": "age", "type": "continuous"}]})
+    with pytest.raises(DataError, match="condition 'age' must name one of its categorical columns"):
+        TableSchema.from_dict(dict(schema, condition="age"))
+    (tmp_path / "data" / "rows.csv").write_text("age,smoker,outcome\n40,maybe,ill\n")
+    with pytest.raises(DataError, match="smoker='maybe' is not one of the declared values"):
+        load_table("rows", str(tmp_path / "data"), str(tmp_path / "schema.json"))
