@@ -37,3 +37,15 @@ def squared_norms(layer, x, g):
     norms = chunked_over_batch(
         lambda xs, gs: outer_sum_squared_norms(output_gradient_patches(layer, gs), as_positions(xs)), [x, g])
     return norms + sum_over_positions_squared(g) if layer.use_bias else norms
+
+
+def weighted_squared_norms(layer, x, g, weights):
+    """The kernel's gradient pairs output-gradient patches, in the kernel's (kh, kw, C_out) order, with the input."""
+    def kernel_ordered(gs):
+        return as_positions(tf.image.extract_patches(gs, [1, *layer.kernel_size, 1], [1, *layer.strides, 1],
+                                                     [1, *layer.dilation_rate, 1], layer.padding.upper()))
+
+    kernel_weight = tf.reshape(weights[0], [-1, tf.shape(weights[0])[-1]])
+    norms = chunked_over_batch(lambda xs, gs: outer_sum_squared_norms(kernel_ordered(gs), as_positions(xs),
+                                                                      kernel_weight), [x, g])
+    return norms + sum_over_positions_squared(g, weights[1]) if layer.use_bias else norms
