@@ -220,3 +220,15 @@ def test_csv_with_schema_and_bad_schemas(tmp_path):
     (tmp_path / "data" / "rows.csv").write_text("age,smoker,outcome\n40,maybe,ill\n")
     with pytest.raises(DataError, match="smoker='maybe' is not one of the declared values"):
         load_table("rows", str(tmp_path / "data"), str(tmp_path / "schema.json"))
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
+def test_conditional_gan_on_larger_images_takes_the_fast_path(shape, caplog):
+    tf.keras.utils.set_random_seed(0)
+    model = DPGAN(image_shape=shape, num_classes=10, seed=1)
+    model.compile(privacy=tfdpgen.PrivacySettings(dataset_size=100, batch_size=8, epochs=1, noise_multiplier=1.0))
+    x = np.random.default_rng(0).uniform(size=(8, *shape)).astype("float32")
+    with caplog.at_level("WARNING", logger="tfdpgen"):
+        model.fit(x, np.arange(8) % 10, batch_size=8, epochs=1, verbose=0)
+    assert "falls back to Jacobians" not in caplog.text
+    assert model.sample(3, labels=[0, 1, 2]).shape == (3, *shape)

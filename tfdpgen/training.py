@@ -9,6 +9,7 @@ import os
 import shutil
 import time
 
+import numpy as np
 import tensorflow as tf
 
 from tfdpgen.checkpoints import RunCheckpoint, delete_secrets, load_or_create_secrets
@@ -198,6 +199,10 @@ def finish_run(output, network, model, dataset, settings, verbose=1):
              if report["epsilon"] is not None else f"{model} on {dataset}, no DP")
     if model in TABLE_MODELS:
         save_column_histograms(network.sample(1000, seed=0), os.path.join(output, "samples.png"), title=title)
+    elif network.num_classes:  # one column per class
+        labels = np.tile(np.arange(network.num_classes), 8)
+        save_image_grid(network.sample(len(labels), seed=0, labels=labels), os.path.join(output, "samples.png"),
+                        columns=network.num_classes, title=title)
     else:
         save_image_grid(network.sample(64, seed=0), os.path.join(output, "samples.png"), title=title)
     with open(os.path.join(output, "privacy.txt"), "w") as f:

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-DATASETS = ("digits", "mnist", "fashion_mnist")
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 
 
 class DataError(ValueError):
@@ -32,7 +32,7 @@ def load_images(name: str = "digits", data_dir=None) -> ImageData:
         from sklearn.datasets import load_digits
         digits = load_digits()
         images, labels = digits.images[..., None] / 16.0, digits.target
-    elif name in ("mnist", "fashion_mnist"):
+    elif name in ("mnist", "fashion_mnist", "cifar10"):
         images, labels = _load_tfds(name)
     else:
         raise DataError(f"unknown dataset {name!r}: choose one of {DATASETS}, or give --data-dir with IDX files.")
