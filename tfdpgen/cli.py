@@ -63,7 +63,56 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with mirrored: use this many devices (on a CPU-only machine, split the CPU into them)")
     train.add_argument("--checkpoint-every", type=int, default=100, help="DP steps between checkpoints")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    export = commands.add_parser("export", help="export a finished run for TensorFlow Serving as BASE/NAME/<version>",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    export.add_argument("--run", required=True, help="a finished run directory")
+    export.add_argument("--model-name", required=True, help="the model's name on the server")
+    export.add_argument("--base-path", required=True, help="TF Serving's model base path; the version is the next "
+                                                           "integer, existing versions are never touched")
+    export.add_argument("--max-samples", type=int, default=10_000, help="largest request the model answers")
+
+    sample = commands.add_parser("sample", help="draw samples from a run's SavedModel or from a server",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    source = sample.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="sample locally from this finished run's SavedModel")
+    source.add_argument("--server", help="HOST:PORT of TensorFlow Serving (gRPC port, or REST port with --rest)")
+    sample.add_argument("--model-name", help="with --server: the served model's name")
+    sample.add_argument("--rest", action="store_true", help="with --server: use the REST API instead of gRPC")
+    sample.add_argument("-n", "--num-samples", type=int, default=16)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--labels", type=int, nargs="+", help="conditional models: one label per sample")
+    sample.add_argument("--out", help="write the samples: .npy, .csv or .png (default: print a summary)")
+
+    serve = commands.add_parser("serve", help="a local stand-in for TensorFlow Serving (gRPC and REST), for "
+                                              "development where TF Serving is not installed",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    serve.add_argument("--path", required=True, help="BASE/NAME (serves its newest version) or one export dir")
+    serve.add_argument("--model-name", required=True)
+    serve.add_argument("--port", type=int, default=8500)
+    serve.add_argument("--rest-port", type=int, default=8501)
     return parser
+
+
+def run_sample(args) -> None:
+    from tfdpgen.serving.samples import draw_samples, write_samples
+    if args.server and not args.model_name:
+        raise ValueError("--server needs --model-name.")
+    samples = draw_samples(run=args.run, server=args.server, model_name=args.model_name, rest=args.rest,
+                           num_samples=None if args.labels else args.num_samples, seed=args.seed, labels=args.labels)
+    print(write_samples(samples, args.out))
+
+
+def run_serve(args) -> None:
+    from tfdpgen.serving.local_server import LocalServer
+    server = LocalServer(args.model_name, args.path, args.port, args.rest_port).start()
+    print(f"serving {args.model_name} version {server.model.version} from {server.model.export_dir}: gRPC "
+          f"127.0.0.1:{server.port}, REST http://127.0.0.1:{server.rest_port}/v1/models/{args.model_name} "
+          "(Ctrl-C stops)")
+    try:
+        server.grpc_server.wait_for_termination()
+    except KeyboardInterrupt:
+        server.stop()
 
 
 def main(argv=None) -> int:
@@ -71,10 +120,18 @@ def main(argv=None) -> int:
     import tfdpgen  # noqa: F401  (sets up Keras 2 before TensorFlow is touched)
     from tfdpgen.checkpoints import CheckpointError
     from tfdpgen.privacy.budget import PrivacyBudgetExhausted
+    from tfdpgen.export.serving_layout import export_run
+    from tfdpgen.serving.client import ServingError
     from tfdpgen.training import train_run
 
     try:
-        if args.command == "train":
+        if args.command == "export":
+            print(export_run(args.run, args.model_name, args.base_path, args.max_samples))
+        elif args.command == "sample":
+            run_sample(args)
+        elif args.command == "serve":
+            run_serve(args)
+        elif args.command == "train":
             train_run(model=args.model, dataset=args.dataset, data_dir=args.data_dir, epsilon=args.epsilon,
                       delta=args.delta, noise_multiplier=args.noise_multiplier, l2_norm_clip=args.l2_norm_clip,
                       epochs=args.epochs, batch_size=args.batch_size, sampling=args.sampling,
@@ -83,7 +140,7 @@ def main(argv=None) -> int:
                       checkpoint_every=args.checkpoint_every, engine=args.engine, clipping=args.clipping,
                       target_quantile=args.target_quantile, dp2_delay=args.dp2_delay,
                       dp2_learning_rate=args.dp2_learning_rate, schema=args.schema, verbose=0 if args.quiet else 1)
-    except (ValueError, CheckpointError, PrivacyBudgetExhausted) as error:  # bad input: one line, what to do
+    except (ValueError, CheckpointError, PrivacyBudgetExhausted, ServingError, OSError) as error:  # bad input: one line, what to do
         print(f"tfdpgen: error: {error}", file=sys.stderr)
         return 2
     return 0

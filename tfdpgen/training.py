@@ -12,12 +12,13 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from tfdpgen import __version__
 from tfdpgen.checkpoints import RunCheckpoint, delete_secrets, load_or_create_secrets
 from tfdpgen.data.images import load_images
 from tfdpgen.data.sampling import distributed_private_batches, new_seed
 from tfdpgen.evaluation.plots import save_column_histograms, save_image_grid
 from tfdpgen.export.saved_model import export_sampler
-from tfdpgen.data.tables import load_table
+from tfdpgen.data.tables import TableSchema, load_table
 from tfdpgen.models.diffusion import DPDiffusion
 from tfdpgen.models.gan import DPGAN
 from tfdpgen.models.sinkhorn import DPSinkhorn
@@ -106,6 +107,32 @@ def build_model(model, data, seed, latent_dim):
     return MODELS[model](**kwargs)
 
 
+def load_trained(run_dir: str):
+    """The generator of a finished run, rebuilt from its export's metadata and restored from its last checkpoint.
+    Returns (model, metadata)."""
+    if not os.path.exists(os.path.join(run_dir, FINISHED_MARKER)):
+        raise RunDirectoryError(f"{run_dir} is not a finished tfdpgen run (no {FINISHED_MARKER}); finish training it "
+                                "first (run the same `tfdpgen train` command again to resume).")
+    with open(os.path.join(run_dir, "saved_model", "1", "assets", "tfdpgen.json")) as f:
+        metadata = json.load(f)
+    family = metadata["family"]
+    kwargs = {"latent_dim": metadata["latent_dim"]}
+    if family in TABLE_MODELS:
+        kwargs["schema"] = TableSchema.from_dict(metadata["schema"])
+    else:
+        kwargs["image_shape"] = metadata["image_shape"]
+        if family == "cgan":
+            kwargs["num_classes"] = metadata["num_classes"]
+        if family == "diffusion":
+            kwargs.pop("latent_dim")
+    network = MODELS[family](**kwargs)
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if latest is None:
+        raise RunDirectoryError(f"{run_dir}/checkpoints holds no checkpoint to export from.")
+    tf.train.Checkpoint(model=network).read(latest).expect_partial()
+    return network, metadata
+
+
 def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None, noise_multiplier=None,
               l2_norm_clip=1.0, epochs=30, batch_size=64, sampling="poisson", accountant="rdp", optimizer="dp-adam",
               learning_rate=None, latent_dim=None, output=None, seed=None, strategy="default", devices=None,
@@ -184,7 +211,8 @@ def finish_run(output, network, model, dataset, settings, verbose=1):
     """Write the export, the pictures and the statement, then privacy.json last; drop the secrets."""
     report = network.privacy_report()
     metadata = {"family": model, "dataset": dataset, "latent_dim": network.latent_dim,
-                "num_classes": network.num_classes, "privacy": report}
+                "num_classes": network.num_classes, "privacy": report, "tfdpgen_version": __version__,
+                "tensorflow_version": tf.__version__}
     if model in TABLE_MODELS:
         metadata["schema"] = network.schema.to_dict()
     else:
