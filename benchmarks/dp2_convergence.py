@@ -124,14 +124,22 @@ def plot(results, path):
     panels = sorted({(r["model"], r["target_epsilon"]) for r in results})
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
     for ax, (model_name, epsilon) in zip(axes[0], panels):
+        tops, bottoms = [], []
         for r in results:
             if (r["model"], r["target_epsilon"]) == (model_name, epsilon):
                 curve = smoothed(r["losses"])
-                ax.plot(np.arange(len(curve)) + SMOOTHING, curve, label=r["config"])
+                diverged = not np.isfinite(curve[-1]) or curve[-1] > curve[0]
+                if not diverged:
+                    tops.append(curve[0])
+                    bottoms.append(np.min(curve))
+                ax.plot(np.arange(len(curve)) + SMOOTHING, curve,
+                        label=r["config"] + (" (diverged)" if diverged else ""))
+        if tops:  # keep the converging curves readable when a run diverges
+            ax.set_ylim(0.9 * min(bottoms), 1.1 * max(tops))
+        ax.legend(fontsize=6)
         ax.set_title(f"{model_name}, epsilon={epsilon}")
         ax.set_xlabel("DP step")
         ax.set_ylabel(f"training loss ({SMOOTHING}-step mean)")
-    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -146,7 +154,12 @@ def main():
     parser.add_argument("--models", nargs="+", default=["classifier", "vae"])
     parser.add_argument("--epsilons", nargs="+", type=float, default=[3.0, 8.0])
     parser.add_argument("--output", default=os.path.join(HERE, "results", "dp2_convergence.json"))
+    parser.add_argument("--plot-only", action="store_true", help="redraw the plot from the JSON of an earlier run")
     args = parser.parse_args()
+    if args.plot_only:
+        with open(args.output) as f:
+            plot(json.load(f)["runs"], os.path.splitext(args.output)[0] + ".png")
+        return
     if args.quick:
         args.epochs, args.models, args.epsilons = 2, ["classifier"], [3.0]
     if not os.path.isdir(args.data_dir):
