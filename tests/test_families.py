@@ -87,7 +87,7 @@ def test_sinkhorn_releases_a_clipped_gradient_of_the_generated_batch():
         model = make("sinkhorn")
         compile_sgd(model, clip=clip)
         fake = model.fake_batch(False)
-        released, _ = model.private_fake_gradient(tf.constant(x), None, fake)
+        released, _, _ = model.private_fake_gradient(tf.constant(x), None, fake)
         norms[clip] = float(tf.norm(released))
     assert norms[0.01] <= 0.01 / BATCH * (1 + 1e-4)
     assert norms[1e4] > 2 * 0.01 / BATCH
@@ -232,3 +232,23 @@ def test_conditional_gan_on_larger_images_takes_the_fast_path(shape, caplog):
         model.fit(x, np.arange(8) % 10, batch_size=8, epochs=1, verbose=0)
     assert "falls back to Jacobians" not in caplog.text
     assert model.sample(3, labels=[0, 1, 2]).shape == (3, *shape)
+
+
+@pytest.mark.parametrize("family", ["gan", "cgan", "tabgan", "diffusion", "sinkhorn"])
+@pytest.mark.parametrize("variant", ["adaptive", "dp2-rmsprop"])
+def test_every_family_trains_with_adaptive_clipping_and_dp2(family, variant):
+    model = make(family)
+    x, y = outlier_batch(family)
+    x = np.random.default_rng(0).uniform(size=(3 * BATCH,) + x.shape[1:]).astype("float32")
+    y = np.random.default_rng(0).integers(0, 2, size=3 * BATCH).astype("int32")
+    settings = tfdpgen.PrivacySettings(dataset_size=1000, batch_size=BATCH, epochs=1, noise_multiplier=1.0,
+                                       clipping="adaptive" if variant == "adaptive" else "fixed")
+    if family == "sinkhorn" and variant == "dp2-rmsprop":
+        with pytest.raises(ValueError, match="DP\\^2 preconditions per-example gradients of the parameters"):
+            model.compile(privacy=settings, optimizer=variant)
+        return
+    model.compile(privacy=settings, optimizer="dp-adam" if variant == "adaptive" else variant, dp2_delay=1)
+    history = model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    assert int(model.dp_steps.numpy()) == 3 and np.isfinite(history.history["loss"][0])
+    if variant == "adaptive":
+        assert history.history["clip"][0] != pytest.approx(1.0)

@@ -57,9 +57,10 @@ class DPSinkhorn(DPGenerativeModel):
             raise ValueError("DP-Sinkhorn privatizes the gradient with respect to the generated batch, which the "
                              "fast engine computes: use engine='fast'.")
         super().compile(privacy, *args, engine=engine, **kwargs)
-        if self.privacy.clipping != "fixed" or isinstance(self.optimizer, DP2Optimizer):
-            raise ValueError("DP-Sinkhorn clips the gradient with respect to the generated batch with a fixed norm: "
-                             "use clipping='fixed' and dp-sgd or dp-adam.")
+        if isinstance(self.optimizer, DP2Optimizer):
+            raise ValueError("DP^2 preconditions per-example gradients of the parameters, but DP-Sinkhorn privatizes "
+                             "the gradient with respect to the generated batch: use dp-sgd or dp-adam (fixed or "
+                             "adaptive clipping).")
 
     def fake_batch(self, training):
         # One generated batch for the whole global step: the same on every replica (no replica id in its seed).
@@ -76,25 +77,27 @@ class DPSinkhorn(DPGenerativeModel):
         flat = tf.reshape(fake, [tf.shape(fake)[0], -1])
         return 0.5 * self.privacy.batch_size * tf.reduce_mean(soft_min_cost(flat, flat, self.epsilon))
 
-    def private_fake_gradient(self, x, weights, fake_tape_value):
+    def private_fake_gradient(self, x, weights, fake_tape_value, clip=None):
         """The released gradient with respect to the generated batch: (sum_i clip(d l_i / dY, C) + noise) / B, this
-        replica's share."""
+        replica's share; also the per-example loss and norms."""
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(fake_tape_value)
             loss = self.per_example_terms(x, None, True, fake=fake_tape_value)["loss"]
             if weights is not None:
                 loss = loss * tf.cast(tf.reshape(weights, [-1]), loss.dtype)
-        gradients, _ = private_gradients(self.clipping, tape, loss, [fake_tape_value], Recorder(),
-                                         self.privacy.batch_size, self.dp_noise, self.dp_steps.read_value(),
-                                         self.privacy.l2_norm_clip)
-        return gradients[0], loss
+        gradients, norms = private_gradients(self.clipping, tape, loss, [fake_tape_value], Recorder(),
+                                             self.privacy.batch_size, self.dp_noise, self.dp_steps.read_value(),
+                                             self.privacy.l2_norm_clip if clip is None else clip)
+        return gradients[0], loss, norms
 
     def train_step(self, data):
         x, _, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
         replica = tf.distribute.get_replica_context()
         with tf.GradientTape() as generator_tape:
             fake = self.fake_batch(True)
-        released, loss = self.private_fake_gradient(x, weights, tf.identity(fake))
+        step = self.dp_steps.read_value()
+        clip = self.privacy.l2_norm_clip if self.adaptive_clip is None else self.clip_norm.read_value()
+        released, loss, norms = self.private_fake_gradient(x, weights, tf.identity(fake), clip)
         released = replica.all_reduce(tf.distribute.ReduceOp.SUM, released)  # the shares make one release
         with tf.GradientTape() as self_tape:
             self_tape.watch(fake)
@@ -105,10 +108,17 @@ class DPSinkhorn(DPGenerativeModel):
         # Every replica holds the same update; the optimizer sums replicas, so each contributes 1/R of it.
         replicas = self.distribute_strategy.num_replicas_in_sync
         self.optimizer.apply_gradients(zip([g / replicas for g in gradients], variables))
-        with tf.control_dependencies([released]):
+        updates = [released]
+        if self.adaptive_clip is not None:
+            present = tf.ones_like(norms, tf.bool) if weights is None else tf.reshape(weights, [-1]) > 0
+            updates.append(self.adaptive_clip.update(norms, present, step, clip))
+        with tf.control_dependencies(updates):
             self.dp_steps.assign_add(1)
         self.trackers["loss"].update_state(loss, sample_weight=weights)
-        return {"loss": self.trackers["loss"].result()}
+        logs = {"loss": self.trackers["loss"].result()}
+        if self.adaptive_clip is not None:
+            logs["clip"] = self.clip_norm.read_value()
+        return logs
 
     def generate(self, z, labels=None):
         return self.generator(z, training=False)
