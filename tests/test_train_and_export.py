@@ -51,9 +51,12 @@ def test_privacy_json_equals_dp_accounting_from_its_own_fields(run_dir):
     for field in ("epsilon", "delta", "noise_multiplier", "l2_norm_clip", "steps", "sampling", "sampling_probability",
                   "accountant", "dataset_size", "batch_size", "epochs", "target_epsilon"):
         assert field in report, field
-    assert report["dataset_size"] == 1797 and report["batch_size"] == 64 and report["sampling"] == "poisson"
-    assert report["steps"] == 3 * round(1797 / 64) and report["delta"] < 1 / 1797
-    assert report["sampling_probability"] == pytest.approx(64 / 1797)
+    # digits: 1,797 images, the last 20% (359) held out, 1,438 trained on
+    assert report["dataset_size"] == 1438 and report["batch_size"] == 64 and report["sampling"] == "poisson"
+    assert report["steps"] == 3 * round(1438 / 64) and report["delta"] < 1 / 1438
+    assert report["sampling_probability"] == pytest.approx(64 / 1438)
+    split = json.loads((run_dir / "split.json").read_text())
+    assert split["train"] == [0, 1438] and split["held_out"] == [1438, 1797]
     accountant = dp_accounting.rdp.RdpAccountant()
     accountant.compose(dp_accounting.PoissonSampledDpEvent(
         report["sampling_probability"], dp_accounting.GaussianDpEvent(report["noise_multiplier"])), report["steps"])
@@ -114,7 +117,8 @@ def write_idx(path, array):
     (["--noise-multiplier", "-1"], "noise_multiplier must be >= 0"),
     (["--delta", "0.001"], "delta must be in (0, 1/N)"),
     (["--noise-multiplier", "0.5", "--epsilon", "0.01"], "cannot be reached"),
-    (["--batch-size", "5000"], "batch_size must be an integer in [1, dataset_size=1797]"),
+    (["--batch-size", "5000"], "batch_size must be an integer in [1, dataset_size=1438]"),
+    (["--holdout", "1.5"], "--holdout must be a fraction in [0, 1)"),
     (["--data-dir", "/nonexistent"], "is not a directory"),
     (["--clipping", "adaptive", "--target-quantile", "1.5"], "target_quantile must be in (0, 1)"),
     (["--clipping", "adaptive", "--noise-multiplier", "9"], "noise_multiplier < 2 * clipped_count_stddev"),

@@ -5,6 +5,13 @@ import sys
 DESCRIPTION = "Train differentially private generative models and export them for TensorFlow Serving."
 
 
+def holdout_value(text: str):
+    try:
+        return float(text) if "." in text else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a fraction like 0.2 or a count like 2000, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tfdpgen.data.images import DATASETS
     from tfdpgen.data.tables import TABLES
@@ -61,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tf.distribute strategy; noise is added once per global batch under every one")
     train.add_argument("--devices", type=int,
                        help="with mirrored: use this many devices (on a CPU-only machine, split the CPU into them)")
+    train.add_argument("--holdout", type=holdout_value, default=0.2,
+                       help="the last records held out of training, for tfdpgen evaluate: a fraction (0.2) or a "
+                            "count (2000); 0 trains on everything")
     train.add_argument("--checkpoint-every", type=int, default=100, help="DP steps between checkpoints")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -83,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--labels", type=int, nargs="+", help="conditional models: one label per sample")
     sample.add_argument("--out", help="write the samples: .npy, .csv or .png (default: print a summary)")
+
+    evaluate = commands.add_parser("evaluate", help="utility, fidelity and privacy audits of a finished run "
+                                                    "(writes evaluation.json and pictures into the run)",
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    evaluate.add_argument("--run", required=True)
+    evaluate.add_argument("--real-test", help="real test data instead of the run's held-out records: an image data "
+                                              "set name or IDX folder; for tables a folder with one CSV")
+    evaluate.add_argument("--n-samples", type=int, help="synthetic samples to draw (default: about the held-out size)")
 
     serve = commands.add_parser("serve", help="a local stand-in for TensorFlow Serving (gRPC and REST), for "
                                               "development where TF Serving is not installed",
@@ -129,6 +147,9 @@ def main(argv=None) -> int:
             print(export_run(args.run, args.model_name, args.base_path, args.max_samples))
         elif args.command == "sample":
             run_sample(args)
+        elif args.command == "evaluate":
+            from tfdpgen.evaluation.evaluate import evaluate_run
+            evaluate_run(args.run, args.n_samples, args.real_test)
         elif args.command == "serve":
             run_serve(args)
         elif args.command == "train":
@@ -139,7 +160,7 @@ def main(argv=None) -> int:
                       output=args.output, seed=args.seed, strategy=args.strategy, devices=args.devices,
                       checkpoint_every=args.checkpoint_every, engine=args.engine, clipping=args.clipping,
                       target_quantile=args.target_quantile, dp2_delay=args.dp2_delay,
-                      dp2_learning_rate=args.dp2_learning_rate, schema=args.schema, verbose=0 if args.quiet else 1)
+                      dp2_learning_rate=args.dp2_learning_rate, schema=args.schema, holdout=args.holdout, verbose=0 if args.quiet else 1)
     except (ValueError, CheckpointError, PrivacyBudgetExhausted, ServingError, OSError) as error:  # bad input: one line, what to do
         print(f"tfdpgen: error: {error}", file=sys.stderr)
         return 2

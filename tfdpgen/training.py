@@ -41,6 +41,7 @@ DEFAULT_LEARNING_RATES = {"vae": 5e-3, "gan": 5e-4, "cgan": 5e-4, "tabgan": 5e-4
 DEFAULT_EPSILON = 3.0
 FINISHED_MARKER = "privacy.json"  # written last: its presence means the run finished
 RUN_CONFIG = "run.json"
+SPLIT = "split.json"  # which records trained the model and which were held out
 
 
 class RunDirectoryError(ValueError):
@@ -107,6 +108,34 @@ def build_model(model, data, seed, latent_dim):
     return MODELS[model](**kwargs)
 
 
+def held_out_count(size: int, holdout) -> int:
+    """How many records, at the end of the data, are held out: `holdout` is a fraction in [0, 1) or a count."""
+    if isinstance(holdout, float) and 0 <= holdout < 1:
+        count = int(round(size * holdout))
+    elif isinstance(holdout, int) and not isinstance(holdout, bool) and 0 <= holdout < size:
+        count = holdout
+    else:
+        raise ValueError(f"--holdout must be a fraction in [0, 1) or a number of records below {size}, got "
+                         f"{holdout!r}.")
+    if size - count < 2:
+        raise ValueError(f"--holdout {holdout} leaves {size - count} training records of {size}: hold out fewer.")
+    return count
+
+
+def load_split(run_dir: str):
+    """(records, labels, data, train_count) of a run: its data reloaded; records [:train_count] trained the model,
+    the rest were held out (split.json)."""
+    with open(os.path.join(run_dir, RUN_CONFIG)) as f:
+        config = json.load(f)
+    with open(os.path.join(run_dir, SPLIT)) as f:
+        split = json.load(f)
+    records, labels, data = load_data(config["model"], config["dataset"], config["data_dir"], config.get("schema"))
+    if len(records) != split["records"]:
+        raise RunDirectoryError(f"the data of {run_dir} now has {len(records)} records, the run had "
+                                f"{split['records']}: the held-out part cannot be recovered.")
+    return records, labels, data, split["train"][1]
+
+
 def load_trained(run_dir: str):
     """The generator of a finished run, rebuilt from its export's metadata and restored from its last checkpoint.
     Returns (model, metadata)."""
@@ -137,8 +166,11 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
               l2_norm_clip=1.0, epochs=30, batch_size=64, sampling="poisson", accountant="rdp", optimizer="dp-adam",
               learning_rate=None, latent_dim=None, output=None, seed=None, strategy="default", devices=None,
               checkpoint_every=100, engine="fast", clipping="fixed", target_quantile=0.5, dp2_delay=100,
-              dp2_learning_rate=None, schema=None, verbose=1) -> str:
+              dp2_learning_rate=None, schema=None, holdout=0.2, verbose=1) -> str:
     """Train a DP generator into `output`, or resume the unfinished run there. Returns the run directory.
+
+    The last `holdout` of the records (a fraction, or a count) are held out: no network trains on them, and
+    split.json records which they are, for `tfdpgen evaluate`.
 
     Every check (output directory, data, settings, strategy) runs before anything is written or trained.
     """
@@ -156,11 +188,14 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
               "batch_size": batch_size, "sampling": sampling, "accountant": accountant, "optimizer": optimizer,
               "learning_rate": learning_rate, "latent_dim": latent_dim, "seed": seed, "clipping": clipping,
               "target_quantile": target_quantile, "dp2_delay": dp2_delay, "dp2_learning_rate": dp2_learning_rate,
-              "schema": schema}
+              "schema": schema, "holdout": holdout}
     output = output or default_output(model, dataset)
     resuming = check_output_dir(output, config)
     distribution = make_strategy(strategy, devices)
     records, labels, data = load_data(model, dataset, data_dir, schema)
+    total = len(records)
+    train_count = total - held_out_count(total, holdout)
+    records, labels = records[:train_count], labels[:train_count]
     # Deterministic kernels make a replayed step bit-identical to the lost one (see checkpoints.py); they require a
     # global seed, which only the initial weights depend on (noise and batches come from the run's secrets).
     tf.keras.utils.set_random_seed(new_seed() % 2**31 if seed is None else seed)
@@ -177,6 +212,10 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
     if not resuming:
         with open(os.path.join(output, RUN_CONFIG), "w") as f:
             json.dump(config, f, indent=2)
+        with open(os.path.join(output, SPLIT), "w") as f:
+            json.dump({"records": total, "train": [0, train_count], "held_out": [train_count, total],
+                       "note": "record indices in the order the data set loads; only [train) trained the model"},
+                      f, indent=2)
     secrets = load_or_create_secrets(output, seed)
     with distribution.scope():
         network.compile(privacy=settings, optimizer=optimizer, learning_rate=learning_rate,

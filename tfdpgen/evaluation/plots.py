@@ -49,3 +49,33 @@ def save_column_histograms(columns: dict, path, title: str = None, max_columns: 
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def save_real_synthetic_histograms(real: dict, synthetic: dict, path, max_columns: int = 16) -> None:
+    """Per-column distributions of held-out real rows beside synthetic rows (shares, so sizes may differ)."""
+    names = list(real)[:max_columns]
+    per_row = 4
+    rows = int(np.ceil(len(names) / per_row))
+    fig, axes = plt.subplots(rows, per_row, figsize=(3 * per_row, 2.2 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, name in zip(axes.ravel(), names):
+        ax.axis("on")
+        a, b = np.asarray(real[name]), np.asarray(synthetic[name])
+        if a.dtype.kind in "SUO" or b.dtype.kind in "SUO":
+            a, b = a.astype(str), np.char.decode(b) if b.dtype.kind == "S" else b.astype(str)
+            labels = np.unique(np.r_[a, b])[:12]
+            x = np.arange(len(labels))
+            ax.bar(x - 0.2, [np.mean(a == v) for v in labels], 0.4, label="real (held out)")
+            ax.bar(x + 0.2, [np.mean(b == v) for v in labels], 0.4, label="synthetic")
+            ax.set_xticks(x, labels, rotation=60, fontsize=6)
+        else:
+            bins = np.histogram_bin_edges(np.r_[a, b], bins=20)
+            ax.hist(a, bins=bins, alpha=0.5, density=True, label="real (held out)")
+            ax.hist(b, bins=bins, alpha=0.5, density=True, label="synthetic")
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=6)
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

@@ -1,0 +1,61 @@
+"""Privacy audits: evidence, not proof. A membership-inference attack gives an empirical lower bound on epsilon that
+the claimed epsilon must not fall below; the memorization check looks for synthetic near-copies of training records.
+
+TensorFlow Privacy 0.9.0's pip package ships only a stub of its membership-inference module (`privacy_tests` is not
+included), so the threshold attack and its statistics are computed here with scikit-learn and SciPy.
+"""
+import numpy as np
+from scipy.stats import beta
+from sklearn.metrics import roc_auc_score
+
+from tfdpgen.evaluation.images import pairwise
+
+
+def attack_auc(member_scores, nonmember_scores) -> float:
+    """AUC of the attack that calls a record a member when its score is high (0.5: no better than chance)."""
+    labels = np.r_[np.ones(len(member_scores)), np.zeros(len(nonmember_scores))]
+    return float(roc_auc_score(labels, np.r_[member_scores, nonmember_scores]))
+
+
+def clopper_pearson_upper(errors: np.ndarray, trials: int, alpha: float) -> np.ndarray:
+    """One-sided upper confidence bounds (level 1 - alpha) on error rates from counts."""
+    errors = np.asarray(errors)
+    bound = beta.ppf(1 - alpha, errors + 1, np.maximum(trials - errors, 1))
+    return np.where(errors >= trials, 1.0, bound)
+
+
+def empirical_epsilon(member_scores, nonmember_scores, delta: float, confidence: float = 0.95) -> float:
+    """A lower bound on epsilon that holds with probability `confidence` (Jagielski et al. 2020, Nasr et al. 2021):
+    for every threshold, with Clopper-Pearson upper bounds on the false positive and false negative rates,
+    epsilon >= max(log((1 - delta - FPR) / FNR), log((1 - delta - FNR) / FPR)). 0 when no threshold gives evidence."""
+    members, nonmembers = np.sort(np.asarray(member_scores)), np.sort(np.asarray(nonmember_scores))
+    thresholds = np.unique(np.r_[members, nonmembers])
+    alpha = (1 - confidence) / 2  # two rates bounded at once
+    false_positives = len(nonmembers) - np.searchsorted(nonmembers, thresholds, side="left")
+    false_negatives = np.searchsorted(members, thresholds, side="left")
+    fpr = clopper_pearson_upper(false_positives, len(nonmembers), alpha)
+    fnr = clopper_pearson_upper(false_negatives, len(members), alpha)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        candidates = np.r_[np.log((1 - delta - fpr) / fnr), np.log((1 - delta - fnr) / fpr)]
+    candidates = candidates[np.isfinite(candidates)]
+    return float(max(0.0, candidates.max())) if len(candidates) else 0.0
+
+
+def distance_to_closest(points: np.ndarray, support: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """For every row of `points`, the Euclidean distance to its nearest row of `support`."""
+    points, support = points.reshape(len(points), -1), support.reshape(len(support), -1)
+    return np.concatenate([pairwise(points[i:i + chunk], support).min(1) for i in range(0, len(points), chunk)])
+
+
+def memorization(synthetic: np.ndarray, train: np.ndarray, held_out: np.ndarray, quantile: float = 0.01) -> dict:
+    """Synthetic samples closer to a training record than `quantile` of held-out records are to their nearest training
+    record count as near-copies; a generator that does not copy shows about `quantile` of them."""
+    fresh = distance_to_closest(held_out, train)  # how close a new real record falls to the training data
+    threshold = float(np.quantile(fresh, quantile))
+    to_train = distance_to_closest(synthetic, train)
+    to_held_out = distance_to_closest(synthetic, held_out)
+    rate = float(np.mean(to_train <= threshold))
+    return {"near_copy_threshold": threshold, "near_copy_rate": rate, "expected_rate": quantile,
+            "flagged": rate > max(3 * quantile, quantile + 0.02),
+            "median_distance_to_train": float(np.median(to_train)),
+            "median_distance_to_held_out": float(np.median(to_held_out))}

@@ -1,0 +1,77 @@
+"""Image metrics: train-on-synthetic-test-on-real accuracy, and Fréchet distance and precision/recall in the feature
+space of a small classifier.
+
+The feature classifier is not Inception (its weights cannot be downloaded here), so the Fréchet distance is not the
+papers' FID: it compares Gaussian fits of the penultimate-layer features of a small CNN trained on real images that
+no generator saw, and only figures computed with the same classifier compare.
+"""
+import numpy as np
+import scipy.linalg
+import tensorflow as tf
+
+L = tf.keras.layers
+
+
+def small_cnn(image_shape, num_classes: int, seed: int = 0) -> tf.keras.Model:
+    """The fixed classifier of every image evaluation (conv 32-64, dense 128 'features', softmax)."""
+    tf.keras.utils.set_random_seed(seed)
+    inputs = L.Input(image_shape)
+    h = L.Conv2D(32, 3, padding="same", activation="relu")(inputs)
+    if image_shape[0] >= 16:
+        h = L.MaxPooling2D()(h)
+    h = L.Conv2D(64, 3, padding="same", activation="relu")(h)
+    h = L.GlobalAveragePooling2D()(h) if image_shape[0] >= 16 else L.Flatten()(h)
+    features = L.Dense(128, activation="relu", name="features")(h)
+    outputs = L.Dense(num_classes)(features)
+    model = tf.keras.Model(inputs, outputs)
+    model.compile(optimizer=tf.keras.optimizers.legacy.Adam(1e-3),
+                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return model
+
+
+def train_classifier(images, labels, num_classes: int, epochs: int = 20, seed: int = 0) -> tf.keras.Model:
+    model = small_cnn(images.shape[1:], num_classes, seed)
+    model.fit(images, labels, epochs=epochs, batch_size=64, verbose=0, shuffle=True)
+    return model
+
+
+def accuracy(model, images, labels) -> float:
+    return float(np.mean(np.argmax(model.predict(images, batch_size=256, verbose=0), -1) == labels))
+
+
+def tstr_accuracy(train_images, train_labels, test_images, test_labels, num_classes, epochs=20, seed=0) -> float:
+    """Train the fixed CNN on (synthetic) labelled images, score it on real ones."""
+    return accuracy(train_classifier(train_images, train_labels, num_classes, epochs, seed), test_images, test_labels)
+
+
+def features(classifier, images) -> np.ndarray:
+    extractor = tf.keras.Model(classifier.input, classifier.get_layer("features").output)
+    return extractor.predict(images, batch_size=256, verbose=0).astype(np.float64)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between Gaussian fits of two feature sets."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root, _ = scipy.linalg.sqrtm(cov_a @ cov_b, disp=False)
+    root = root.real
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2 * root))
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3):
+    """Improved precision and recall (Kynkäänniemi et al. 2019): the share of fake samples inside the real data's
+    k-nearest-neighbour balls, and of real samples inside the fake data's."""
+    def radii(x):
+        distances = pairwise(x, x)
+        return np.sort(distances, axis=1)[:, k]  # index 0 is the point itself
+
+    def inside(points, support, support_radii):
+        return float(np.mean(np.any(pairwise(points, support) <= support_radii[None, :], axis=1)))
+
+    return inside(fake, real, radii(real)), inside(real, fake, radii(fake))
+
+
+def pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances [len(a), len(b)]."""
+    squared = np.sum(a ** 2, 1)[:, None] + np.sum(b ** 2, 1)[None, :] - 2 * a @ b.T
+    return np.sqrt(np.maximum(squared, 0))
