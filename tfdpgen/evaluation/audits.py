@@ -47,15 +47,19 @@ def distance_to_closest(points: np.ndarray, support: np.ndarray, chunk: int = 20
     return np.concatenate([pairwise(points[i:i + chunk], support).min(1) for i in range(0, len(points), chunk)])
 
 
-def memorization(synthetic: np.ndarray, train: np.ndarray, held_out: np.ndarray, quantile: float = 0.01) -> dict:
-    """Synthetic samples closer to a training record than `quantile` of held-out records are to their nearest training
-    record count as near-copies; a generator that does not copy shows about `quantile` of them."""
+def memorization(synthetic: np.ndarray, train: np.ndarray, held_out: np.ndarray, quantile: float = 0.05) -> dict:
+    """Near-copies: synthetic samples closer to a training record than the `quantile` of held-out records are to
+    their nearest training record. A generator that does not copy puts about `quantile` of its samples there (as a new
+    real record would); the check is flagged when the synthetic share exceeds the held-out share by more than three
+    standard errors of a two-proportion test."""
     fresh = distance_to_closest(held_out, train)  # how close a new real record falls to the training data
     threshold = float(np.quantile(fresh, quantile))
     to_train = distance_to_closest(synthetic, train)
     to_held_out = distance_to_closest(synthetic, held_out)
-    rate = float(np.mean(to_train <= threshold))
-    return {"near_copy_threshold": threshold, "near_copy_rate": rate, "expected_rate": quantile,
-            "flagged": rate > max(3 * quantile, quantile + 0.02),
+    rate, baseline = float(np.mean(to_train <= threshold)), float(np.mean(fresh <= threshold))
+    pooled = (rate * len(to_train) + baseline * len(fresh)) / (len(to_train) + len(fresh))
+    error = np.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / len(to_train) + 1 / len(fresh)))
+    return {"near_copy_threshold": threshold, "near_copy_rate": rate, "expected_rate": baseline,
+            "flagged": bool(rate - baseline > 3 * error),
             "median_distance_to_train": float(np.median(to_train)),
             "median_distance_to_held_out": float(np.median(to_held_out))}
