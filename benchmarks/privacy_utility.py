@@ -33,9 +33,11 @@ def data_for(family, args):
     shared = os.path.join(HERE, "..", "..", "shared", "data")
     if family == "tabgan":
         return ({"dataset": "breast_cancer"} if args.quick else
-                {"dataset": "adult", "data_dir": os.path.join(shared, "adult"), "holdout": 8842})
+                {"dataset": "adult", "data_dir": os.path.join(shared, "adult"), "holdout": 8842,
+                 "holdout_order": "tail"})
     return ({"dataset": "digits"} if args.quick else
-            {"dataset": "mnist", "data_dir": os.path.join(shared, "mnist"), "holdout": 2000})
+            {"dataset": "mnist", "data_dir": os.path.join(shared, "mnist"), "holdout": 2000,
+                 "holdout_order": "tail"})
 
 
 def headline(family, result):

@@ -56,7 +56,8 @@ def test_privacy_json_equals_dp_accounting_from_its_own_fields(run_dir):
     assert report["steps"] == 3 * round(1438 / 64) and report["delta"] < 1 / 1438
     assert report["sampling_probability"] == pytest.approx(64 / 1438)
     split = json.loads((run_dir / "split.json").read_text())
-    assert split["train"] == [0, 1438] and split["held_out"] == [1438, 1797]
+    assert split["records"] == 1797 and split["order"] == "random" and len(set(split["held_out_indices"])) == 359
+    assert split["held_out_indices"] != list(range(1438, 1797))
     accountant = dp_accounting.rdp.RdpAccountant()
     accountant.compose(dp_accounting.PoissonSampledDpEvent(
         report["sampling_probability"], dp_accounting.GaussianDpEvent(report["noise_multiplier"])), report["steps"])

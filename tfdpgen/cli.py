@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--holdout", type=holdout_value, default=0.2,
                        help="the last records held out of training, for tfdpgen evaluate: a fraction (0.2) or a "
                             "count (2000); 0 trains on everything")
+    train.add_argument("--holdout-order", choices=["random", "tail"], default="random",
+                       help="random: a random subset (fixed public seed; what membership-inference audits assume); "
+                            "tail: the last records of the file (e.g. ../shared/data's fixed splits)")
     train.add_argument("--checkpoint-every", type=int, default=100, help="DP steps between checkpoints")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -160,7 +163,8 @@ def main(argv=None) -> int:
                       output=args.output, seed=args.seed, strategy=args.strategy, devices=args.devices,
                       checkpoint_every=args.checkpoint_every, engine=args.engine, clipping=args.clipping,
                       target_quantile=args.target_quantile, dp2_delay=args.dp2_delay,
-                      dp2_learning_rate=args.dp2_learning_rate, schema=args.schema, holdout=args.holdout, verbose=0 if args.quiet else 1)
+                      dp2_learning_rate=args.dp2_learning_rate, schema=args.schema, holdout=args.holdout,
+                      holdout_order=args.holdout_order, verbose=0 if args.quiet else 1)
     except (ValueError, CheckpointError, PrivacyBudgetExhausted, ServingError, OSError) as error:  # bad input: one line, what to do
         print(f"tfdpgen: error: {error}", file=sys.stderr)
         return 2

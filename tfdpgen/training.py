@@ -122,9 +122,25 @@ def held_out_count(size: int, holdout) -> int:
     return count
 
 
+HOLDOUT_ORDERS = ("random", "tail")
+HOLDOUT_SEED = 0  # public: which records are held out is not a secret, the records are
+
+
+def split_indices(size: int, count: int, order: str):
+    """(train indices, held-out indices), each sorted. "random": a uniformly random subset (fixed public seed), so
+    training and held-out records are exchangeable, as membership-inference audits assume; "tail": the last `count`
+    records in file order (a fixed split such as ../shared/data's)."""
+    if order not in HOLDOUT_ORDERS:
+        raise ValueError(f"--holdout-order must be one of {HOLDOUT_ORDERS}, got {order!r}.")
+    if order == "tail":
+        return np.arange(size - count), np.arange(size - count, size)
+    held_out = np.sort(np.random.default_rng(HOLDOUT_SEED).permutation(size)[:count])
+    return np.setdiff1d(np.arange(size), held_out), held_out
+
+
 def load_split(run_dir: str):
-    """(records, labels, data, train_count) of a run: its data reloaded; records [:train_count] trained the model,
-    the rest were held out (split.json)."""
+    """(train records, train labels, held-out records, held-out labels, data, split) of a run: its data reloaded
+    and split as split.json says."""
     with open(os.path.join(run_dir, RUN_CONFIG)) as f:
         config = json.load(f)
     with open(os.path.join(run_dir, SPLIT)) as f:
@@ -133,7 +149,8 @@ def load_split(run_dir: str):
     if len(records) != split["records"]:
         raise RunDirectoryError(f"the data of {run_dir} now has {len(records)} records, the run had "
                                 f"{split['records']}: the held-out part cannot be recovered.")
-    return records, labels, data, split["train"][1]
+    train, held_out = split_indices(split["records"], split["held_out_count"], split["order"])
+    return records[train], labels[train], records[held_out], labels[held_out], data, split
 
 
 def load_trained(run_dir: str):
@@ -166,11 +183,11 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
               l2_norm_clip=1.0, epochs=30, batch_size=64, sampling="poisson", accountant="rdp", optimizer="dp-adam",
               learning_rate=None, latent_dim=None, output=None, seed=None, strategy="default", devices=None,
               checkpoint_every=100, engine="fast", clipping="fixed", target_quantile=0.5, dp2_delay=100,
-              dp2_learning_rate=None, schema=None, holdout=0.2, verbose=1) -> str:
+              dp2_learning_rate=None, schema=None, holdout=0.2, holdout_order="random", verbose=1) -> str:
     """Train a DP generator into `output`, or resume the unfinished run there. Returns the run directory.
 
-    The last `holdout` of the records (a fraction, or a count) are held out: no network trains on them, and
-    split.json records which they are, for `tfdpgen evaluate`.
+    `holdout` of the records (a fraction, or a count; a random subset, or the last ones with holdout_order="tail")
+    are held out: no network trains on them, and split.json records which they are, for `tfdpgen evaluate`.
 
     Every check (output directory, data, settings, strategy) runs before anything is written or trained.
     """
@@ -188,14 +205,15 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
               "batch_size": batch_size, "sampling": sampling, "accountant": accountant, "optimizer": optimizer,
               "learning_rate": learning_rate, "latent_dim": latent_dim, "seed": seed, "clipping": clipping,
               "target_quantile": target_quantile, "dp2_delay": dp2_delay, "dp2_learning_rate": dp2_learning_rate,
-              "schema": schema, "holdout": holdout}
+              "schema": schema, "holdout": holdout, "holdout_order": holdout_order}
     output = output or default_output(model, dataset)
     resuming = check_output_dir(output, config)
     distribution = make_strategy(strategy, devices)
     records, labels, data = load_data(model, dataset, data_dir, schema)
     total = len(records)
-    train_count = total - held_out_count(total, holdout)
-    records, labels = records[:train_count], labels[:train_count]
+    held_out = held_out_count(total, holdout)
+    train_indices, _ = split_indices(total, held_out, holdout_order)
+    records, labels = records[train_indices], labels[train_indices]
     # Deterministic kernels make a replayed step bit-identical to the lost one (see checkpoints.py); they require a
     # global seed, which only the initial weights depend on (noise and batches come from the run's secrets).
     tf.keras.utils.set_random_seed(new_seed() % 2**31 if seed is None else seed)
@@ -213,9 +231,10 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
         with open(os.path.join(output, RUN_CONFIG), "w") as f:
             json.dump(config, f, indent=2)
         with open(os.path.join(output, SPLIT), "w") as f:
-            json.dump({"records": total, "train": [0, train_count], "held_out": [train_count, total],
-                       "note": "record indices in the order the data set loads; only [train) trained the model"},
-                      f, indent=2)
+            json.dump({"records": total, "held_out_count": held_out, "order": holdout_order, "seed": HOLDOUT_SEED,
+                       "note": "record indices in the order the data set loads; held_out_indices never trained "
+                               "the model", "held_out_indices": split_indices(total, held_out, holdout_order)[1].tolist()},
+                      f)
     secrets = load_or_create_secrets(output, seed)
     with distribution.scope():
         network.compile(privacy=settings, optimizer=optimizer, learning_rate=learning_rate,
