@@ -1,17 +1,13 @@
-"""DP-GAN and DP-CGAN for images: DCGAN-style networks; only the discriminator reads private records.
+"""DP-GAN and DP-CGAN for images: DCGAN-style networks; only the discriminator reads private records, and the
+generator learns from it alone (the training step, shared with the tabular GAN, is in models.adversarial).
 
-Each DP step: the discriminator's loss is softplus(-D(x_i)) for every real record i and softplus(D(G(z_j))) for a
-fixed number of generated samples j (the expected batch size, labels drawn uniformly: nothing about them depends on
-the private batch); every row's gradient is clipped and the sum noised by the shared DP step, so one record moves the
-release by at most C (non-saturating GAN loss). Then the
-generator takes one plain step on softplus(-D(G(z))) for fresh z: it never sees a real record, only the privately
-trained discriminator, so its training is post-processing and costs no privacy. The conditional variant feeds a
-one-hot label to both networks (the discriminator's head reads its image features and the label) and samples by label.
+The conditional variant feeds a one-hot label to both networks (the discriminator's head reads its image features and
+the label) and samples by label; its generated rows take uniformly drawn labels.
 """
 import tensorflow as tf
 
 from tfdpgen.data.images import DataError
-from tfdpgen.models.base import DPGenerativeModel
+from tfdpgen.models.adversarial import AdversarialModel
 
 L = tf.keras.layers
 SHAPES = ((8, 8, 1), (28, 28, 1), (32, 32, 3))
@@ -42,34 +38,24 @@ def discriminator_features(image_shape):
     return tf.keras.Sequential(layers + [L.Flatten()], name="discriminator_features")
 
 
-class DPGAN(DPGenerativeModel):
+class DPGAN(AdversarialModel):
     """A GAN whose discriminator is trained with DP; `num_classes` makes it conditional (DP-CGAN)."""
-
-    metric_names = ("loss", "generator_loss")
 
     def __init__(self, image_shape=(28, 28, 1), latent_dim: int = 32, num_classes: int = None, seed: int = None,
                  generator_learning_rate: float = 2e-4, **kwargs):
         image_shape = tuple(int(size) for size in image_shape)
         if image_shape not in SHAPES:
             raise DataError(f"{type(self).__name__} supports image shapes {list(SHAPES)}, got {image_shape}.")
-        super().__init__(latent_dim=latent_dim, seed=seed, **kwargs)
+        super().__init__(latent_dim, seed, generator_learning_rate, **kwargs)
         self.image_shape, self.num_classes = image_shape, num_classes
-        self.generator_learning_rate = generator_learning_rate
         extra = num_classes or 0
         self.generator = generator_network(image_shape, latent_dim + extra)
         self.features = discriminator_features(image_shape)
         self.head = tf.keras.Sequential([L.InputLayer(input_shape=(self.features.output_shape[-1] + extra,)),
                                          L.Dense(1)], name="discriminator_head")
-        self.generator_optimizer = None
 
     private_networks = property(lambda self: [self.features, self.head])
     generator_networks = property(lambda self: [self.generator])
-
-    def compile(self, *args, **kwargs):
-        super().compile(*args, **kwargs)
-        self.generator_optimizer = tf.keras.optimizers.legacy.Adam(self.generator_learning_rate, beta_1=0.5)
-        with self.distribute_strategy.scope():
-            self.generator_optimizer._create_all_weights(self.generator.trainable_variables)
 
     def _one_hot(self, labels):
         return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
@@ -87,31 +73,10 @@ class DPGAN(DPGenerativeModel):
     def fake_rows(self, seed, training):
         """A fixed number of generated samples (the expected batch share) with uniformly drawn labels: nothing in them
         depends on the private batch, not even its size."""
-        count = self.privacy.batch_size // self.distribute_strategy.num_replicas_in_sync
+        count = self.fake_count()
         z = tf.random.stateless_normal([count, self.latent_dim], seed=seed, alg="philox")
         labels = None if self.num_classes is None else self.random_labels(count, seed + [0, 1])
         return self.generate(z, labels, training=training), labels
-
-    def per_example_terms(self, x, y, training):
-        fake, fake_labels = self.fake_rows(self.step_seed(1), training)  # not through run: G is not trained here
-        real_labels = None if self.num_classes is None else tf.cast(y, tf.int32)
-        labels = None if self.num_classes is None else tf.concat([real_labels, fake_labels], 0)
-        # One discriminator call over real and generated rows, so the fast engine sees each layer once; each row
-        # is clipped on its own and only the real rows are records.
-        logits = self.discriminate(tf.concat([tf.cast(x, fake.dtype), fake], 0), labels,
-                                   lambda network, inputs: self.run(network, inputs, training))
-        records = tf.shape(x)[0]
-        return {"loss": tf.nn.softplus(-logits[:records]), "public_loss": tf.nn.softplus(logits[records:])}
-
-    def non_private_step(self):
-        replicas = self.distribute_strategy.num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            fake, labels = self.fake_rows(self.step_seed(2), training=True)
-            loss = tf.reduce_mean(tf.nn.softplus(-self.discriminate(fake, labels)))
-            scaled = loss / replicas  # the optimizer sums over replicas
-        variables = self.generator.trainable_variables
-        self.generator_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-        return {"generator_loss": loss}
 
     def generate(self, z, labels=None, training=False):
         if self.num_classes is not None and labels is None:

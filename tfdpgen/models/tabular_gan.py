@@ -1,49 +1,38 @@
 """Tabular conditional GAN in the spirit of DP-CTGAN: one-hot categories and bound-scaled continuous columns
 (data.tables), conditioned on one categorical column; only the discriminator reads private rows.
 
-The discriminator sees an encoded row with its condition's one-hot and is trained by the shared DP step on
-softplus(-D(row_i, c_i)) for every real row and softplus(D(G(z_j, c_j), c_j)) for a fixed number of generated rows,
-each row clipped (as in models.gan). Generated rows, for the discriminator and for the generator's own step
-(post-processing), take conditions drawn uniformly over the condition's categories, which balances rare classes
-without reading their frequencies (frequencies would cost privacy). Generated categories are Gumbel-softmax relaxed
+The discriminator sees an encoded row with its condition's one-hot; the training step is models.adversarial's.
+Generated rows, for the discriminator and for the generator's own step, take conditions drawn uniformly over the
+condition's categories, which balances rare classes without reading their frequencies (frequencies would cost
+privacy). Generated categories are Gumbel-softmax relaxed
 (temperature 0.2) for the discriminator and sampled for output; continuous columns are tanh in [-1, 1] and mapped back
 to their declared bounds. `generate` returns one tensor per original column, categories as their declared strings.
 """
 import tensorflow as tf
 
 from tfdpgen.data.tables import TableSchema
-from tfdpgen.models.base import DPGenerativeModel
+from tfdpgen.models.adversarial import AdversarialModel
 
 L = tf.keras.layers
 TEMPERATURE = 0.2
 
 
-class DPTableGAN(DPGenerativeModel):
-    metric_names = ("loss", "generator_loss")
-
+class DPTableGAN(AdversarialModel):
     def __init__(self, schema: TableSchema, latent_dim: int = 32, hidden: int = 128, seed: int = None,
                  generator_learning_rate: float = 2e-4, **kwargs):
-        super().__init__(latent_dim=latent_dim, seed=seed, **kwargs)
+        super().__init__(latent_dim, seed, generator_learning_rate, **kwargs)
         self.schema = schema
         self.num_classes = len(schema.condition_column.values)
         self.width = sum(column.width for column in schema.features)
-        self.generator_learning_rate = generator_learning_rate
         self.generator = tf.keras.Sequential([L.InputLayer(input_shape=(latent_dim + self.num_classes,)),
                                               L.Dense(hidden, activation="relu"), L.Dense(hidden, activation="relu"),
                                               L.Dense(self.width)], name="generator")
         self.discriminator = tf.keras.Sequential([L.InputLayer(input_shape=(self.width + self.num_classes,)),
                                                   L.Dense(hidden), L.LeakyReLU(0.2), L.Dense(hidden),
                                                   L.LeakyReLU(0.2), L.Dense(1)], name="discriminator")
-        self.generator_optimizer = None
 
     private_networks = property(lambda self: [self.discriminator])
     generator_networks = property(lambda self: [self.generator])
-
-    def compile(self, *args, **kwargs):
-        super().compile(*args, **kwargs)
-        self.generator_optimizer = tf.keras.optimizers.legacy.Adam(self.generator_learning_rate, beta_1=0.5)
-        with self.distribute_strategy.scope():
-            self.generator_optimizer._create_all_weights(self.generator.trainable_variables)
 
     def _spans(self):
         start = 0
@@ -72,28 +61,10 @@ class DPTableGAN(DPGenerativeModel):
     def fake_rows(self, seed, training=True):
         """A fixed number of relaxed generated rows with uniformly drawn conditions (independent of the private
         batch, its size included)."""
-        count = self.privacy.batch_size // self.distribute_strategy.num_replicas_in_sync
+        count = self.fake_count()
         z = tf.random.stateless_normal([count, self.latent_dim], seed=seed, alg="philox")
         labels = tf.random.stateless_uniform([count], seed=seed + [0, 1], maxval=self.num_classes, dtype=tf.int32)
         return self.relaxed_rows(z, labels, seed + [0, 2], training), labels
-
-    def per_example_terms(self, x, y, training):
-        fake, fake_labels = self.fake_rows(self.step_seed(1), training)
-        rows = tf.concat([tf.cast(x, tf.float32), fake], 0)  # one discriminator call: see models.gan
-        labels = tf.concat([tf.cast(y, tf.int32), fake_labels], 0)
-        logits = self.discriminate(rows, labels, lambda network, inputs: self.run(network, inputs, training))
-        records = tf.shape(x)[0]
-        return {"loss": tf.nn.softplus(-logits[:records]), "public_loss": tf.nn.softplus(logits[records:])}
-
-    def non_private_step(self):
-        replicas = self.distribute_strategy.num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            fake, labels = self.fake_rows(self.step_seed(2))
-            loss = tf.reduce_mean(tf.nn.softplus(-self.discriminate(fake, labels)))
-            scaled = loss / replicas
-        variables = self.generator.trainable_variables
-        self.generator_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-        return {"generator_loss": loss}
 
     def generate(self, z, labels=None, training=False):
         """One output per original column: strings for categories (sampled), floats in the declared bounds."""
