@@ -87,7 +87,22 @@ def main():
     args = parser.parse_args()
     epochs = args.epochs or (1 if args.quick else 10)
     work = args.work_dir or tempfile.mkdtemp(prefix="tfdpgen-privacy-utility-")
+    # Rows of other families (or settings) already in the output are kept: families can be run one at a time.
+    earlier = []
+    if os.path.exists(args.output):
+        with open(args.output) as f:
+            earlier = [r for r in json.load(f)["runs"] if r["family"] not in args.families]
     rows, start = [], time.time()
+
+    def save():
+        summary = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "tfdpgen": tfdpgen.__version__},
+                   "command": " ".join(["benchmarks/privacy_utility.py"] + sys.argv[1:]), "epochs": epochs,
+                   "wall_seconds_this_invocation": time.time() - start, "runs": earlier + rows}
+        os.makedirs(os.path.dirname(args.output), exist_ok=True)
+        with open(args.output, "w") as f:
+            json.dump(summary, f, indent=1)
+        return summary
+
     for family in args.families:
         for epsilon in SETTINGS:
             name = f"{family}-{'nodp' if epsilon is None else f'eps{epsilon:g}'}"
@@ -102,12 +117,8 @@ def main():
                    "dataset": result["dataset"], "seconds": time.time() - begun, **headline(family, result)}
             rows.append(row)
             print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
-    summary = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "tfdpgen": tfdpgen.__version__},
-               "command": " ".join(["benchmarks/privacy_utility.py"] + sys.argv[1:]), "epochs": epochs,
-               "wall_seconds": time.time() - start, "runs": rows}
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(summary, f, indent=1)
+            summary = save()  # after every run: a crash keeps what was measured
+    rows = earlier + rows
     plot(rows, os.path.splitext(args.output)[0] + ".png")
     print(f"\n| family | data | epsilon | utility | membership-inference AUC | empirical epsilon >= |")
     print("|---|---|---|---|---|---|")
@@ -122,7 +133,7 @@ def main():
         eps = "no DP" if r["target_epsilon"] is None else f"{r['epsilon']:.2f}"
         print(f"| {r['family']} | {r['dataset']} | {eps} | {utility} | {r['mia_auc']:.3f} | "
               f"{r['empirical_epsilon']:.2f} |")
-    print(f"\nwrote {args.output} and the plot beside it ({summary['wall_seconds']:.0f} s)")
+    print(f"\nwrote {args.output} and the plot beside it ({time.time() - start:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,23 @@ def test_one_record_moves_private_networks_at_most_lr_clip_over_batch(family):
     assert record_contribution(family, 1e4) > 2 * bound  # unclipped, the outlier would move them further
 
 
+def test_sinkhorn_closed_form_per_record_gradients_equal_autodiff():
+    from tfdpgen.models.sinkhorn import SoftMinClipping, soft_min_cost
+    rng = np.random.default_rng(0)
+    real = tf.constant(rng.uniform(size=(6, 10)), tf.float32)
+    fake = tf.constant(rng.uniform(size=(5, 10)), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(fake)
+        loss = soft_min_cost(real, fake, 0.05)
+    jacobian = tape.jacobian(loss, fake).numpy()  # [records, B, D]
+    norms = np.sqrt(np.sum(jacobian.reshape(6, -1) ** 2, 1))
+    clip = float(np.median(norms))
+    expected = np.tensordot(np.minimum(1, clip / norms), jacobian, axes=[[0], [0]])
+    (clipped,), closed_norms = SoftMinClipping(real, fake, 0.05).clipped_sums(None, loss, [fake], None, clip)
+    np.testing.assert_allclose(closed_norms, norms, rtol=1e-4)
+    np.testing.assert_allclose(clipped, expected, rtol=1e-4, atol=1e-7)
+
+
 def test_sinkhorn_releases_a_clipped_gradient_of_the_generated_batch():
     """DP-Sinkhorn's private quantity is the gradient with respect to the generated batch: one outlier record moves
     it by at most C/B; without clipping it would move it further."""

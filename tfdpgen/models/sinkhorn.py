@@ -25,16 +25,43 @@ import tensorflow as tf
 from tfdpgen.data.images import DataError
 from tfdpgen.models.base import DPGenerativeModel
 from tfdpgen.models.gan import SHAPES, generator_network
-from tfdpgen.privacy.clipping.fast import Recorder
 from tfdpgen.privacy.dp2 import DP2Optimizer
 from tfdpgen.privacy.gradients import private_gradients
 
 
+def mean_squared_distances(a, b):
+    """c_ij = ||a_i - b_j||^2 / D for rows of a [n, D] and b [m, D], without forming [n, m, D]."""
+    squared = (tf.reduce_sum(tf.square(a), 1)[:, None] + tf.reduce_sum(tf.square(b), 1)[None, :]
+               - 2 * tf.matmul(a, b, transpose_b=True))
+    return tf.maximum(squared, 0.0) / tf.cast(tf.shape(a)[1], a.dtype)
+
+
 def soft_min_cost(a, b, epsilon):
     """-eps log mean_j exp(-c(a_i, b_j) / eps) for every row a_i; c = mean squared distance. Returns [len(a)]."""
-    cost = tf.reduce_mean(tf.square(a[:, None, :] - b[None, :, :]), -1)
     count = tf.cast(tf.shape(b)[0], a.dtype)
-    return -epsilon * (tf.reduce_logsumexp(-cost / epsilon, axis=1) - tf.math.log(count))
+    return -epsilon * (tf.reduce_logsumexp(-mean_squared_distances(a, b) / epsilon, axis=1) - tf.math.log(count))
+
+
+class SoftMinClipping:
+    """The per-record gradients d l_i / dY in closed form, clipped and summed (the clipping step of privacy.gradients
+    for DP-Sinkhorn; the noise and the division stay there). With pi_ij = softmax_j(-c_ij / eps),
+    d l_i / dy_j = pi_ij * 2 (y_j - x_i) / D, so ||d l_i / dY||^2 = sum_j pi_ij^2 * 4 c_ij / D, and the clipped sum is
+    (2 / D) (sum_i a_ij y_j - sum_i a_ij x_i) with a_ij = s_i pi_ij: nothing of size [records, B, D] is formed."""
+
+    def __init__(self, real, fake, epsilon, weights=None):
+        self.real, self.fake, self.epsilon, self.weights = real, fake, epsilon, weights
+
+    def clipped_sums(self, tape, per_example_loss, variables, recorder, clip, scales=None):
+        cost = mean_squared_distances(self.real, self.fake)
+        size = tf.cast(tf.shape(self.real)[1], cost.dtype)
+        plan = tf.nn.softmax(-cost / self.epsilon, axis=1)
+        if self.weights is not None:  # padding records contribute nothing
+            plan = plan * tf.cast(tf.reshape(self.weights, [-1, 1]), plan.dtype)
+        norms = tf.sqrt(tf.reduce_sum(tf.square(plan) * 4 * cost / size, 1))
+        scale = tf.minimum(1.0, tf.cast(clip, norms.dtype) / tf.maximum(norms, 1e-12))
+        a = scale[:, None] * plan
+        clipped = (2 / size) * (tf.reduce_sum(a, 0)[:, None] * self.fake - tf.matmul(a, self.real, transpose_a=True))
+        return [clipped], norms
 
 
 class DPSinkhorn(DPGenerativeModel):
@@ -54,8 +81,8 @@ class DPSinkhorn(DPGenerativeModel):
 
     def compile(self, privacy, *args, engine="fast", **kwargs):
         if engine != "fast":
-            raise ValueError("DP-Sinkhorn privatizes the gradient with respect to the generated batch, which the "
-                             "fast engine computes: use engine='fast'.")
+            raise ValueError("DP-Sinkhorn clips its per-record gradients with respect to the generated batch in closed "
+                             "form (SoftMinClipping), not through TF Privacy's optimizer: use engine='fast'.")
         super().compile(privacy, *args, engine=engine, **kwargs)
         if isinstance(self.optimizer, DP2Optimizer):
             raise ValueError("DP^2 preconditions per-example gradients of the parameters, but DP-Sinkhorn privatizes "
@@ -77,18 +104,18 @@ class DPSinkhorn(DPGenerativeModel):
         flat = tf.reshape(fake, [tf.shape(fake)[0], -1])
         return 0.5 * self.privacy.batch_size * tf.reduce_mean(soft_min_cost(flat, flat, self.epsilon))
 
-    def private_fake_gradient(self, x, weights, fake_tape_value, clip=None):
+    def private_fake_gradient(self, x, weights, fake, clip=None):
         """The released gradient with respect to the generated batch: (sum_i clip(d l_i / dY, C) + noise) / B, this
         replica's share; also the per-example loss and norms."""
-        with tf.GradientTape(persistent=True) as tape:
-            tape.watch(fake_tape_value)
-            loss = self.per_example_terms(x, None, True, fake=fake_tape_value)["loss"]
-            if weights is not None:
-                loss = loss * tf.cast(tf.reshape(weights, [-1]), loss.dtype)
-        gradients, norms = private_gradients(self.clipping, tape, loss, [fake_tape_value], Recorder(),
-                                             self.privacy.batch_size, self.dp_noise, self.dp_steps.read_value(),
+        real = tf.reshape(tf.cast(x, tf.float32), [tf.shape(x)[0], -1])
+        flat = tf.reshape(fake, [tf.shape(fake)[0], -1])
+        loss = soft_min_cost(real, flat, self.epsilon)
+        if weights is not None:
+            loss = loss * tf.cast(tf.reshape(weights, [-1]), loss.dtype)
+        gradients, norms = private_gradients(SoftMinClipping(real, flat, self.epsilon, weights), None, loss, [flat],
+                                             None, self.privacy.batch_size, self.dp_noise, self.dp_steps.read_value(),
                                              self.privacy.l2_norm_clip if clip is None else clip)
-        return gradients[0], loss, norms
+        return tf.reshape(gradients[0], tf.shape(fake)), loss, norms
 
     def train_step(self, data):
         x, _, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
@@ -97,7 +124,7 @@ class DPSinkhorn(DPGenerativeModel):
             fake = self.fake_batch(True)
         step = self.dp_steps.read_value()
         clip = self.privacy.l2_norm_clip if self.adaptive_clip is None else self.clip_norm.read_value()
-        released, loss, norms = self.private_fake_gradient(x, weights, tf.identity(fake), clip)
+        released, loss, norms = self.private_fake_gradient(x, weights, fake, clip)
         released = replica.all_reduce(tf.distribute.ReduceOp.SUM, released)  # the shares make one release
         with tf.GradientTape() as self_tape:
             self_tape.watch(fake)
