@@ -84,6 +84,8 @@ def main():
     parser.add_argument("--families", nargs="+", default=list(IMAGE_FAMILIES) + ["tabgan"])
     parser.add_argument("--output", default=os.path.join(HERE, "results", "privacy_utility.json"))
     parser.add_argument("--work-dir", help="where the runs go (default: a temporary directory)")
+    parser.add_argument("--reuse-runs", action="store_true",
+                        help="evaluate finished runs already in --work-dir again instead of training them")
     args = parser.parse_args()
     epochs = args.epochs or (1 if args.quick else 10)
     work = args.work_dir or tempfile.mkdtemp(prefix="tfdpgen-privacy-utility-")
@@ -109,9 +111,10 @@ def main():
             private = {"epsilon": epsilon, "delta": 1e-5} if epsilon else {"noise_multiplier": 0.0, "delta": 1e-5,
                                                                               "l2_norm_clip": 1e6}
             begun = time.time()
-            run = train_run(model=family, epochs=epochs, batch_size=256 if not args.quick else 64,
-                            output=os.path.join(work, name), seed=0, checkpoint_every=10_000, verbose=0,
-                            **data_for(family, args), **private)
+            run = os.path.join(work, name)
+            if not (args.reuse_runs and os.path.exists(os.path.join(run, "privacy.json"))):
+                train_run(model=family, epochs=epochs, batch_size=256 if not args.quick else 64, output=run, seed=0,
+                          checkpoint_every=10_000, verbose=0, **data_for(family, args), **private)
             result = evaluate_run(run, verbose=False)
             row = {"family": family, "target_epsilon": epsilon, "epsilon": result["privacy"]["epsilon"],
                    "dataset": result["dataset"], "seconds": time.time() - begun, **headline(family, result)}
