@@ -144,28 +144,39 @@ class DPGenerativeModel(tf.keras.Model):
                 loss = tf.concat([loss, terms["public_loss"]], 0)
         variables = [v for network in self.private_networks for v in network.trainable_variables]
         step = self.dp_steps.read_value()
-        clip, scales = self.privacy.l2_norm_clip, None
-        if self.adaptive_clip is not None:
-            clip = self.clip_norm.read_value()
+        clip, scales = self.step_clip_norm(), None
         if isinstance(self.optimizer, DP2Optimizer):
             clip, scales = self.optimizer.clip_norm(clip), self.optimizer.per_example_scales(variables)
         gradients, norms = private_gradients(self.clipping, tape, loss, variables, recorder, self.privacy.batch_size,
                                              self.dp_noise, step, clip, scales)
         self.optimizer.apply_gradients(zip(gradients, variables))
-        updates = list(gradients)
-        if self.adaptive_clip is not None:
-            records = tf.shape(terms["loss"])[0]
-            present = tf.ones([records], tf.bool) if weights is None else tf.reshape(weights, [-1]) > 0
-            norms = norms[:records]
-            updates.append(self.adaptive_clip.update(norms, present, step, clip))
-        with tf.control_dependencies(updates):  # the step count moves only after this step's noise was drawn
-            self.dp_steps.assign_add(1)
+        if norms is not None:  # the records' norms (public rows come after them); the vectorized engine gives none
+            norms = norms[:tf.shape(terms["loss"])[0]]
+        updates = self.end_dp_step(gradients, norms, weights, step, clip)
         for name, values in terms.items():
             if name in self.trackers:
                 self.trackers[name].update_state(values, sample_weight=weights)
         with tf.control_dependencies(updates):
             for name, value in self.non_private_step().items():
                 self.trackers[name].update_state(value)
+        return self.step_logs()
+
+    def step_clip_norm(self):
+        """This step's clip norm: the adaptive one, or the settings' fixed one."""
+        return self.privacy.l2_norm_clip if self.adaptive_clip is None else self.clip_norm.read_value()
+
+    def end_dp_step(self, released, norms, weights, step, clip):
+        """After a release: adaptive clipping moves its clip norm from the records' `norms`, then the step count
+        moves (only after this step's noise was drawn). Returns the ops the rest of the step must follow."""
+        updates = list(released)
+        if self.adaptive_clip is not None:
+            present = tf.ones_like(norms, tf.bool) if weights is None else tf.reshape(weights, [-1]) > 0
+            updates.append(self.adaptive_clip.update(norms, present, step, clip))
+        with tf.control_dependencies(updates):
+            self.dp_steps.assign_add(1)
+        return updates
+
+    def step_logs(self) -> dict:
         logs = {name: tracker.result() for name, tracker in self.trackers.items()}
         if self.adaptive_clip is not None:
             logs["clip"] = self.clip_norm.read_value()

@@ -123,7 +123,7 @@ class DPSinkhorn(DPGenerativeModel):
         with tf.GradientTape() as generator_tape:
             fake = self.fake_batch(True)
         step = self.dp_steps.read_value()
-        clip = self.privacy.l2_norm_clip if self.adaptive_clip is None else self.clip_norm.read_value()
+        clip = self.step_clip_norm()
         released, loss, norms = self.private_fake_gradient(x, weights, fake, clip)
         released = replica.all_reduce(tf.distribute.ReduceOp.SUM, released)  # the shares make one release
         with tf.GradientTape() as self_tape:
@@ -135,17 +135,9 @@ class DPSinkhorn(DPGenerativeModel):
         # Every replica holds the same update; the optimizer sums replicas, so each contributes 1/R of it.
         replicas = self.distribute_strategy.num_replicas_in_sync
         self.optimizer.apply_gradients(zip([g / replicas for g in gradients], variables))
-        updates = [released]
-        if self.adaptive_clip is not None:
-            present = tf.ones_like(norms, tf.bool) if weights is None else tf.reshape(weights, [-1]) > 0
-            updates.append(self.adaptive_clip.update(norms, present, step, clip))
-        with tf.control_dependencies(updates):
-            self.dp_steps.assign_add(1)
+        self.end_dp_step([released], norms, weights, step, clip)
         self.trackers["loss"].update_state(loss, sample_weight=weights)
-        logs = {"loss": self.trackers["loss"].result()}
-        if self.adaptive_clip is not None:
-            logs["clip"] = self.clip_norm.read_value()
-        return logs
+        return self.step_logs()
 
     def generate(self, z, labels=None):
         return self.generator(z, training=False)
