@@ -5,6 +5,7 @@ import tensorflow as tf
 
 import tfdpgen
 from tfdpgen.models.base import DPGenerativeModel
+from tfdpgen.privacy.clipping import norms as clipping_norms
 from tfdpgen.privacy.clipping.fast import Recorder
 
 L = tf.keras.layers
@@ -44,6 +45,11 @@ CASES = {
     "conv2d_many_channels": (lambda: tf.keras.Sequential([L.InputLayer(input_shape=(8, 8, 9)),
                                                          L.Conv2D(5, 3, strides=2, padding="same", activation="relu"),
                                                          L.Conv2D(4, 3, padding="valid")]), (8, 8, 9), "float"),
+    "conv2d_wide_patches": (lambda: tf.keras.Sequential([L.InputLayer(input_shape=(6, 6, 70)),
+                                                        L.Conv2D(3, 3, strides=2, padding="same")]), (6, 6, 70), "float"),
+    "conv2d_transpose_wide_patches": (lambda: tf.keras.Sequential([L.InputLayer(input_shape=(2, 2, 3)),
+                                                                  L.Conv2DTranspose(70, 3, strides=2)]),
+                                      (2, 2, 3), "float"),
     "conv2d_transpose_many_channels": (lambda: tf.keras.Sequential([L.InputLayer(input_shape=(3, 3, 4)),
                                                                    L.Conv2DTranspose(10, 3, strides=2, padding="same")]),
                                        (3, 3, 4), "float"),
@@ -62,22 +68,35 @@ CASES = {
 }
 
 
-def clipped_sums(engine, network, x, clip, scales=None):
+def clipped_sums(engine, network, x, clip, scales=None, in_chunks=False):
+    """The engine's clipped sums; `in_chunks`: traced with an unknown batch size and chunks of 1-3 examples, so every
+    layer takes its chunked path."""
     model = Probe(network)
     settings = tfdpgen.PrivacySettings(dataset_size=1000, batch_size=len(x), epochs=1, l2_norm_clip=clip,
                                        noise_multiplier=1.0)
     model.compile(privacy=settings, optimizer="sgd", engine=engine)
-    recorder = Recorder() if engine == "fast" else None
-    with tf.GradientTape(persistent=True) as tape:
-        model.recorder = recorder
-        loss = model.per_example_terms(x, None, True)["loss"]
-        model.recorder = None
-    sums, _ = model.clipping.clipped_sums(tape, loss, network.trainable_variables, recorder, clip, scales)
-    return [np.asarray(g) for g in sums]
+
+    def run(x):
+        recorder = Recorder() if engine == "fast" else None
+        with tf.GradientTape(persistent=True) as tape:
+            model.recorder = recorder
+            loss = model.per_example_terms(x, None, True)["loss"]
+            model.recorder = None
+        return model.clipping.clipped_sums(tape, loss, network.trainable_variables, recorder, clip, scales)[0]
+
+    if in_chunks:
+        spec = tf.TensorSpec([None, *x.shape[1:]], tf.as_dtype(x.dtype))
+        run = tf.function(run, input_signature=[spec])
+    return [np.asarray(g) for g in run(x)]
 
 
+def per_example_floats(network):
+    return max(v.shape.num_elements() for v in network.trainable_variables)
+
+
+@pytest.mark.parametrize("in_chunks", [False, True], ids=["whole_batch", "in_chunks"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_fast_clipped_sum_equals_vectorized_reference(case):
+def test_fast_clipped_sum_equals_vectorized_reference(case, in_chunks, monkeypatch):
     make, shape, kind = CASES[case]
     tf.keras.utils.set_random_seed(0)
     network = make()
@@ -90,7 +109,9 @@ def test_fast_clipped_sum_equals_vectorized_reference(case):
     jacobians = tape.jacobian(loss, network.trainable_variables)
     norms = np.sqrt(sum(np.sum(np.reshape(j, (batch, -1)) ** 2, axis=1) for j in jacobians))
     clip = float(np.median(norms))  # half the examples are clipped, half are not
-    fast = clipped_sums("fast", network, x, clip)
+    if in_chunks:
+        monkeypatch.setattr(clipping_norms, "CHUNK_FLOATS", 2 * per_example_floats(network))
+    fast = clipped_sums("fast", network, x, clip, in_chunks=in_chunks)
     reference = clipped_sums("vectorized", network, x, clip)
     for a, b in zip(fast, reference):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max())
@@ -98,8 +119,9 @@ def test_fast_clipped_sum_equals_vectorized_reference(case):
     assert not all(np.allclose(a, b, rtol=1e-3) for a, b in zip(fast, unclipped))
 
 
+@pytest.mark.parametrize("in_chunks", [False, True], ids=["whole_batch", "in_chunks"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_preconditioned_clipped_sum_equals_per_example_reference(case):
+def test_preconditioned_clipped_sum_equals_per_example_reference(case, in_chunks, monkeypatch):
     """DP^2's adaptive step: each per-example gradient times per-coordinate scales, then clipped; checked against
     per-example Jacobians scaled and clipped in NumPy."""
     make, shape, kind = CASES[case]
@@ -117,7 +139,9 @@ def test_preconditioned_clipped_sum_equals_per_example_reference(case):
     clip = float(np.median(norms))
     factor = np.minimum(1.0, clip / norms)
     reference = [np.tensordot(factor, j, axes=[[0], [0]]) for j in scaled]
-    fast = clipped_sums("fast", network, x, clip, [tf.constant(s) for s in scales])
+    if in_chunks:
+        monkeypatch.setattr(clipping_norms, "CHUNK_FLOATS", 2 * per_example_floats(network))
+    fast = clipped_sums("fast", network, x, clip, [tf.constant(s) for s in scales], in_chunks)
     for a, b in zip(fast, reference):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max())
 

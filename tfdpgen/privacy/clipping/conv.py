@@ -1,8 +1,9 @@
 """Conv1D and Conv2D (strides, padding, dilation; channels_last, one group): norms from unfolded input patches."""
 import tensorflow as tf
 
-from tfdpgen.privacy.clipping.norms import (as_positions, chunked_over_batch, outer_sum_squared_norms,
-                                            sum_over_positions_squared, unfold)
+from tfdpgen.privacy.clipping.norms import (as_positions, chunked_over_batch, outer_sum_floats, outer_sum_squared_norms,
+                                            per_example_size, sum_over_positions, sum_over_positions_squared,
+                                            to_kernel_order, unfold)
 
 LAYERS = (tf.keras.layers.Conv1D, tf.keras.layers.Conv2D)
 
@@ -20,29 +21,45 @@ def forward(layer, x):
     return z, layer.activation(z), x
 
 
-def patches(layer, x, kernel_order=False):
-    """Input patches [B, T, k*k*C_in]; causal inputs arrive padded by `forward`. Values inside a patch come in
-    `unfold`'s order (any fixed order serves plain norms), or with `kernel_order` in the kernel's own (kh, kw, C_in),
-    as weighted norms need."""
+def geometry(layer):
+    """(kernel, strides, rates, padding) of the equivalent 2-D convolution; causal inputs arrive padded by `forward`."""
     padding = "VALID" if layer.padding == "causal" else layer.padding.upper()
     if isinstance(layer, tf.keras.layers.Conv1D):
-        x = x[:, None]
-        kernel, strides, rates = (1, *layer.kernel_size), (1, *layer.strides), (1, *layer.dilation_rate)
-    else:
-        kernel, strides, rates = layer.kernel_size, layer.strides, layer.dilation_rate
-    if kernel_order:
-        return as_positions(tf.image.extract_patches(x, [1, *kernel, 1], [1, *strides, 1], [1, *rates, 1], padding))
-    return as_positions(unfold(x, kernel, strides, rates, padding))
+        return (1, *layer.kernel_size), (1, *layer.strides), (1, *layer.dilation_rate), padding
+    return tuple(layer.kernel_size), tuple(layer.strides), tuple(layer.dilation_rate), padding
+
+
+def patches(layer, x):
+    """Input patches [B, T, k*k*C_in], in `unfold`'s order."""
+    return as_positions(unfold(x[:, None] if isinstance(layer, tf.keras.layers.Conv1D) else x, *geometry(layer)))
+
+
+def patch_floats(layer, g):
+    return per_example_size(g) // layer.filters * layer.kernel.shape[:-1].num_elements()
 
 
 def squared_norms(layer, x, g):
-    norms = chunked_over_batch(lambda xs, gs: outer_sum_squared_norms(patches(layer, xs), as_positions(gs)), [x, g])
-    return norms + sum_over_positions_squared(g) if layer.use_bias else norms
+    def norms(xs, gs):
+        return outer_sum_squared_norms(patches(layer, xs), as_positions(gs))
+
+    positions = per_example_size(g) // layer.filters
+    floats = patch_floats(layer, g) + outer_sum_floats((positions, layer.kernel.shape[:-1].num_elements()),
+                                                       (positions, layer.filters))
+    kernel_norms = chunked_over_batch(norms, [x, g], floats)
+    return kernel_norms + sum_over_positions_squared(g) if layer.use_bias else kernel_norms
 
 
-def weighted_squared_norms(layer, x, g, weights):
-    kernel_weight = tf.reshape(weights[0], [-1, layer.filters])
-    norms = chunked_over_batch(
-        lambda xs, gs: outer_sum_squared_norms(patches(layer, xs, True), as_positions(gs), kernel_weight),
-        [x, g])
-    return norms + sum_over_positions_squared(g, weights[1]) if layer.use_bias else norms
+def gradients(layer, x, g):
+    """Per-example gradients [B, *variable shape] of the kernel (and bias)."""
+    products = tf.einsum("btp,btq->bpq", patches(layer, x), as_positions(g))
+    kernel = tf.reshape(to_kernel_order(products, geometry(layer)[0], layer.kernel.shape[-2]), [-1, *layer.kernel.shape])
+    return [kernel, sum_over_positions(g)] if layer.use_bias else [kernel]
+
+
+def gradient_floats(layer, x, g):
+    return patch_floats(layer, g) + 2 * layer.kernel.shape.num_elements()
+
+
+def keeps_gradients(layer, x, g):
+    """Whether per-example gradients take no more memory than the layer's input and output gradient already do."""
+    return layer.kernel.shape.num_elements() <= per_example_size(x) + per_example_size(g)

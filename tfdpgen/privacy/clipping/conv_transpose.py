@@ -2,8 +2,9 @@
 the layer's input (kernel layout [kh, kw, C_out, C_in])."""
 import tensorflow as tf
 
-from tfdpgen.privacy.clipping.norms import (as_positions, chunked_over_batch, outer_sum_squared_norms,
-                                            sum_over_positions_squared, unfold)
+from tfdpgen.privacy.clipping.norms import (as_positions, chunked_over_batch, outer_sum_floats, outer_sum_squared_norms,
+                                            per_example_size, sum_over_positions, sum_over_positions_squared,
+                                            to_kernel_order, unfold)
 
 LAYERS = (tf.keras.layers.Conv2DTranspose,)
 
@@ -30,22 +31,36 @@ def forward(layer, x):
 
 
 def output_gradient_patches(layer, g):
+    """Patches [B, T_in, kh*kw*C_out] of the output gradient, one per input position, in `unfold`'s order."""
     return as_positions(unfold(g, layer.kernel_size, layer.strides, layer.dilation_rate, layer.padding.upper()))
 
 
+def patch_floats(layer, x):
+    return per_example_size(x) // x.shape[-1] * layer.kernel.shape[:-1].num_elements()
+
+
 def squared_norms(layer, x, g):
-    norms = chunked_over_batch(
-        lambda xs, gs: outer_sum_squared_norms(output_gradient_patches(layer, gs), as_positions(xs)), [x, g])
-    return norms + sum_over_positions_squared(g) if layer.use_bias else norms
+    def norms(xs, gs):
+        return outer_sum_squared_norms(output_gradient_patches(layer, gs), as_positions(xs))
+
+    positions = per_example_size(x) // x.shape[-1]
+    floats = patch_floats(layer, x) + outer_sum_floats((positions, layer.kernel.shape[:-1].num_elements()),
+                                                       (positions, x.shape[-1]))
+    kernel_norms = chunked_over_batch(norms, [x, g], floats)
+    return kernel_norms + sum_over_positions_squared(g) if layer.use_bias else kernel_norms
 
 
-def weighted_squared_norms(layer, x, g, weights):
-    """The kernel's gradient pairs output-gradient patches, in the kernel's (kh, kw, C_out) order, with the input."""
-    def kernel_ordered(gs):
-        return as_positions(tf.image.extract_patches(gs, [1, *layer.kernel_size, 1], [1, *layer.strides, 1],
-                                                     [1, *layer.dilation_rate, 1], layer.padding.upper()))
+def gradients(layer, x, g):
+    """Per-example gradients [B, *variable shape] of the kernel (and bias)."""
+    products = tf.einsum("btp,btq->bpq", output_gradient_patches(layer, g), as_positions(x))
+    kernel = to_kernel_order(products, layer.kernel_size, layer.filters)
+    return [kernel, sum_over_positions(g)] if layer.use_bias else [kernel]
 
-    kernel_weight = tf.reshape(weights[0], [-1, tf.shape(weights[0])[-1]])
-    norms = chunked_over_batch(lambda xs, gs: outer_sum_squared_norms(kernel_ordered(gs), as_positions(xs),
-                                                                      kernel_weight), [x, g])
-    return norms + sum_over_positions_squared(g, weights[1]) if layer.use_bias else norms
+
+def gradient_floats(layer, x, g):
+    return patch_floats(layer, x) + 2 * layer.kernel.shape.num_elements()
+
+
+def keeps_gradients(layer, x, g):
+    """Whether per-example gradients take no more memory than the layer's input and output gradient already do."""
+    return layer.kernel.shape.num_elements() <= per_example_size(x) + per_example_size(g)

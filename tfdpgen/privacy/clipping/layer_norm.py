@@ -1,7 +1,7 @@
 """LayerNormalization over the last axis: per-example gradients sum_t x_hat_t * g_t (gamma) and sum_t g_t (beta)."""
 import tensorflow as tf
 
-from tfdpgen.privacy.clipping.norms import sum_over_positions_squared
+from tfdpgen.privacy.clipping.norms import sum_over_positions
 
 LAYERS = (tf.keras.layers.LayerNormalization,)
 
@@ -21,20 +21,18 @@ def forward(layer, x):
     return z, z, normalized
 
 
+def gradients(layer, normalized, g):
+    """Per-example gradients [B, d] of gamma and beta, in the layer's variable order."""
+    return ([sum_over_positions(normalized * g)] if layer.scale else []) + ([sum_over_positions(g)] if layer.center else [])
+
+
 def squared_norms(layer, normalized, g):
-    norms = tf.zeros(tf.shape(g)[:1], g.dtype)
-    if layer.scale:
-        norms += sum_over_positions_squared(normalized * g)
-    if layer.center:
-        norms += sum_over_positions_squared(g)
-    return norms
+    return tf.add_n([tf.reduce_sum(tf.square(grad), -1) for grad in gradients(layer, normalized, g)])
 
 
-def weighted_squared_norms(layer, normalized, g, weights):
-    norms = tf.zeros(tf.shape(g)[:1], g.dtype)
-    weights = list(weights)
-    if layer.scale:
-        norms += sum_over_positions_squared(normalized * g, weights.pop(0))
-    if layer.center:
-        norms += sum_over_positions_squared(g, weights.pop(0))
-    return norms
+def gradient_floats(layer, normalized, g):
+    return 2 * normalized.shape[-1]
+
+
+def keeps_gradients(layer, normalized, g):
+    return True

@@ -1,4 +1,5 @@
-"""Per-example squared norms of sums of outer products, without forming per-example gradients when that is cheaper.
+"""Per-example squared norms of sums of outer products, without forming per-example gradients when that is cheaper,
+and the batch chunking that bounds what they materialize.
 
 A layer whose weight gradient for example i is G_i = sum_t a_it g_it^T (t over positions: sequence steps, image
 patches) has ||G_i||_F^2 = sum_{t,s} (a_it . a_is)(g_it . g_is) (the "ghost norm", cost T^2 (p + q)), or can form
@@ -6,51 +7,84 @@ G_i directly (cost T p q). `outer_sum_squared_norms` takes whichever is cheaper 
 """
 import tensorflow as tf
 
+CHUNK_FLOATS = 1 << 22  # values (16 MB in float32) one chunk of examples may materialize at once
 
-def outer_sum_squared_norms(a, g, weight=None):
-    """||sum_t a[i, t] g[i, t]^T||_F^2 for a [B, T, p] and g [B, T, q]; returns [B]. With `weight` [p, q], the
-    weighted sum of squares sum_pq weight_pq G_i,pq^2 (G_i is then always formed)."""
+
+def outer_sum_squared_norms(a, g):
+    """||sum_t a[i, t] g[i, t]^T||_F^2 for a [B, T, p] and g [B, T, q]; returns [B]."""
     positions, p, q = a.shape[1], a.shape[2], g.shape[2]
-    if weight is not None:
-        return tf.reduce_sum(tf.square(tf.einsum("btp,btq->bpq", a, g)) * weight, axis=[1, 2])
     if positions is None or positions * (p + q) <= p * q:
         a_gram = tf.einsum("btp,bsp->bts", a, a)
         g_gram = tf.einsum("btq,bsq->bts", g, g)
         return tf.reduce_sum(a_gram * g_gram, axis=[1, 2])
-    per_example = tf.einsum("btp,btq->bpq", a, g)
-    return tf.reduce_sum(tf.square(per_example), axis=[1, 2])
+    return tf.reduce_sum(tf.square(tf.einsum("btp,btq->bpq", a, g)), axis=[1, 2])
 
 
-def chunked_over_batch(fn, tensors, chunk: int = 64):
-    """fn(*tensors) -> [B], computed `chunk` examples at a time so that what fn materializes (input patches) stays
-    bounded whatever the batch size. The batch is padded with zeros to a multiple of `chunk` and cut back."""
-    batch = tf.shape(tensors[0])[0]
-    padded = -(-batch // chunk) * chunk
-    pieces = []
-    for tensor in tensors:
-        tensor = tf.pad(tensor, [[0, padded - batch]] + [[0, 0]] * (tensor.shape.rank - 1))
-        pieces.append(tf.reshape(tensor, tf.concat([[padded // chunk, chunk], tf.shape(tensor)[1:]], 0)))
-    norms = tf.map_fn(lambda parts: fn(*parts), tuple(pieces), fn_output_signature=tensors[-1].dtype)
-    return tf.reshape(norms, [-1])[:batch]
+def outer_sum_floats(a_shape, g_shape):
+    """Values per example that `outer_sum_squared_norms` materializes besides its inputs."""
+    positions, p, q = a_shape[-2], a_shape[-1], g_shape[-1]
+    return min(positions * positions, p * q) if positions is not None else p * q
 
 
-ONE_HOT_PATCH_LIMIT = 64  # values per patch up to which a full one-hot convolution unfolds fastest (measured on CPU)
+def chunked_over_batch(fn, tensors, floats_per_example: int, outputs: int = None):
+    """fn(*tensors) -> a tensor (or a list of `outputs` tensors) with the batch as first axis, in the dtype of the last
+    of `tensors`, computed on chunks of examples small enough that what fn materializes (`floats_per_example` values
+    each) stays under CHUNK_FLOATS, whatever the batch size. A batch that fits in one chunk runs fn once; a larger one
+    is padded with zeros to whole chunks, mapped, and cut back."""
+    chunk = max(1, CHUNK_FLOATS // max(1, int(floats_per_example)))
+    static_batch = tensors[0].shape[0]
+    if static_batch is not None and static_batch <= chunk:
+        return fn(*tensors)
+
+    def in_chunks():
+        batch = tf.shape(tensors[0])[0]
+        padded = -(-batch // chunk) * chunk
+        pieces = []
+        for tensor in tensors:
+            tensor = tf.pad(tensor, [[0, padded - batch]] + [[0, 0]] * (tensor.shape.rank - 1))
+            pieces.append(tf.reshape(tensor, tf.concat([[padded // chunk, chunk], tf.shape(tensor)[1:]], 0)))
+        spec = tf.TensorSpec(None, tensors[-1].dtype)
+        results = tf.map_fn(lambda parts: fn(*parts), tuple(pieces),
+                            fn_output_signature=spec if outputs is None else [spec] * outputs)
+        joined = [tf.reshape(r, tf.concat([[-1], tf.shape(r)[2:]], 0))[:batch] for r in tf.nest.flatten(results)]
+        return joined[0] if outputs is None else joined
+
+    if static_batch is not None:
+        return in_chunks()
+    return tf.cond(tf.shape(tensors[0])[0] <= chunk, lambda: fn(*tensors), in_chunks)
+
+
+def unfolding(kernel, channels) -> str:
+    """How `unfold` cuts patches of kh*kw*C values, the fastest way measured on CPU for that size: a full one-hot
+    convolution for small patches, a depthwise one (its cost grows with the patch size, not its square) for middle
+    sizes, tf.image.extract_patches for large ones."""
+    size = kernel[0] * kernel[1] * channels
+    return "one_hot" if size <= 64 else "depthwise" if size <= 576 else "extract"
 
 
 def unfold(x, kernel, strides, rates, padding):
     """Patches [B, H', W', kh*kw*C] of a [B, H, W, C] tensor, as a convolution with one-hot kernels sees them.
 
-    The order of the values inside a patch differs between the two ways below; every norm computed from patches
-    (sum_t a_t g_t^T in Frobenius norm, or a Gram matrix) is the same under any fixed reordering. A full one-hot
-    convolution is fastest for small patches; beyond, a depthwise one (its cost grows with the patch size, not its
-    square). Both are several times faster on CPU than tf.image.extract_patches."""
+    The values of a patch come in the kernel's own (kh, kw, C) order, except from a depthwise unfolding: (C, kh, kw),
+    which `to_kernel_order` puts right on the (much smaller) products. Norms do not depend on the order."""
     channels = x.shape[-1]
-    size = kernel[0] * kernel[1] * channels
-    if size <= ONE_HOT_PATCH_LIMIT:
-        one_hot = tf.reshape(tf.eye(size, dtype=x.dtype), (*kernel, channels, size))
+    method = unfolding(kernel, channels)
+    if method == "one_hot":
+        one_hot = tf.reshape(tf.eye(kernel[0] * kernel[1] * channels, dtype=x.dtype), (*kernel, channels, -1))
         return tf.nn.conv2d(x, one_hot, strides=strides, padding=padding, dilations=rates)
-    one_hot = tf.tile(tf.reshape(tf.eye(kernel[0] * kernel[1], dtype=x.dtype), (*kernel, 1, -1)), [1, 1, channels, 1])
-    return tf.nn.depthwise_conv2d(x, one_hot, strides=[1, *strides, 1], padding=padding, dilations=rates)
+    if method == "depthwise":
+        one_hot = tf.tile(tf.reshape(tf.eye(kernel[0] * kernel[1], dtype=x.dtype), (*kernel, 1, -1)),
+                          [1, 1, channels, 1])
+        return tf.nn.depthwise_conv2d(x, one_hot, strides=[1, *strides, 1], padding=padding, dilations=rates)
+    return tf.image.extract_patches(x, [1, *kernel, 1], [1, *strides, 1], [1, *rates, 1], padding)
+
+
+def to_kernel_order(products, kernel, channels):
+    """[B, kh*kw*C, q] products of `unfold`'s patches with anything -> [B, kh, kw, C, q], the kernel's layout."""
+    batch, q = tf.shape(products)[0], products.shape[-1]
+    if unfolding(kernel, channels) == "depthwise":  # (C, kh, kw) order
+        products = tf.transpose(tf.reshape(products, [batch, channels, kernel[0] * kernel[1], q]), [0, 2, 1, 3])
+    return tf.reshape(products, [batch, *kernel, channels, q])
 
 
 def as_positions(tensor):
@@ -59,9 +93,17 @@ def as_positions(tensor):
     return tf.reshape(tensor, tf.stack([shape[0], -1, shape[-1]])) if tensor.shape.rank != 3 else tensor
 
 
-def sum_over_positions_squared(g, weight=None):
-    """||sum_t g[i, t]||^2 for g [B, ..., q] (a bias's per-example gradient), or its weighted sum of squares with
-    `weight` [q]; returns [B]."""
+def per_example_size(tensor) -> int:
+    """Values per example of a [B, ...] tensor with static inner axes."""
+    return tensor.shape[1:].num_elements()
+
+
+def sum_over_positions(g):
+    """sum_t g[i, t] for g [B, ..., q] (a bias's per-example gradient); [B, q]."""
     axes = list(range(1, g.shape.rank - 1))
-    summed = tf.reduce_sum(g, axis=axes) if axes else g
-    return tf.reduce_sum(tf.square(summed) * (1.0 if weight is None else weight), axis=-1)
+    return tf.reduce_sum(g, axis=axes) if axes else g
+
+
+def sum_over_positions_squared(g):
+    """||sum_t g[i, t]||^2 for g [B, ..., q]; returns [B]."""
+    return tf.reduce_sum(tf.square(sum_over_positions(g)), axis=-1)
