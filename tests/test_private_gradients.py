@@ -118,3 +118,24 @@ def test_noise_is_fresh_at_every_step():
     correlations = np.corrcoef(updates)[np.triu_indices(steps, 1)]
     assert np.abs(correlations).max() < 0.05, correlations.max()
     assert int(model.dp_steps.numpy()) == steps
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+def test_noise_draw_is_standard_normal_and_independent(dtype):
+    """The Box-Muller draw: N(0, 1) by a KS test and by its tail mass, no correlation between coordinates (the two
+    halves of a Box-Muller pair land far apart in the flat draw), odd counts, fresh values for another seed."""
+    from scipy import stats
+
+    from tfdpgen.privacy.noise import standard_normal
+    count = 400_001
+    values = standard_normal(count, tf.constant([5, 11], tf.int64), dtype).numpy()
+    assert values.shape == (count,) and values.dtype == dtype.as_numpy_dtype
+    assert stats.kstest(values, "norm").pvalue > 1e-3
+    assert abs(np.mean(np.abs(values) > 3.0) - 2 * stats.norm.sf(3.0)) < 4e-4  # 0.0027 +- 5 standard errors
+    half = count // 2
+    pairs = np.corrcoef(values[:half], values[half:2 * half])[0, 1]
+    squares = np.corrcoef(values[:half] ** 2, values[half:2 * half] ** 2)[0, 1]  # Box-Muller halves share a radius
+    neighbours = np.corrcoef(values[:-1], values[1:])[0, 1]
+    assert max(abs(pairs), abs(squares), abs(neighbours)) < 0.01, (pairs, squares, neighbours)
+    other = standard_normal(count, tf.constant([5, 12], tf.int64), dtype).numpy()
+    assert abs(np.corrcoef(values, other)[0, 1]) < 0.01

@@ -153,7 +153,7 @@ class FastClipping:
                                       output_gradients=[times_factors(output_grads[id(c.output)]) for c in calls],
                                       unconnected_gradients=tf.UnconnectedGradients.ZERO)
             for v, grad in zip(layer.trainable_variables, grads):
-                grad = tf.convert_to_tensor(grad)
+                grad = tf.reshape(grad, v.shape)  # the shape chunking leaves unknown; also densifies IndexedSlices
                 sums[id(v)] = grad if scale_of is None or id(v) not in scale_of else grad * scale_of[id(v)]
         for v, jacobian in zip(fallback, jacobians):
             sums[id(v)] = tf.tensordot(factors, jacobian, axes=[[0], [0]])
