@@ -100,8 +100,11 @@ def measure_torch(framework, model_name, batch):
     return time_steps(step, batch, baseline, resource)
 
 
-def time_steps(step, batch, baseline, resource):
-    """Warm up, then the median examples/s of 5 windows; peak memory over the baseline."""
+def time_steps(step, batch, baseline, resource, tensor_memory=None):
+    """Warm up, then the median examples/s of 5 windows. Memory: the peak resident size over the process' size before
+    the first step (includes tracing and graph optimization, once per run, and what the allocator keeps); for
+    TensorFlow also the allocator's exact figure: the peak bytes of live tensors during the timed steps over those live
+    between steps (model, optimizer state, data), i.e. what one step needs."""
     import numpy as np
     start = time.perf_counter()
     step()
@@ -109,6 +112,8 @@ def time_steps(step, batch, baseline, resource):
     start = time.perf_counter()
     step()
     seconds = time.perf_counter() - start
+    if tensor_memory:
+        between_steps = tensor_memory(reset=True)
     if seconds * 5 * 3 > 600:
         return {"skipped": f"projected {seconds:.1f} s per step", "seconds_per_step": seconds}
     per_window = max(1, min(20, int(2.0 / max(seconds, 1e-3))))
@@ -119,8 +124,20 @@ def time_steps(step, batch, baseline, resource):
             step()
         rates.append(per_window * batch / (time.perf_counter() - start))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"examples_per_second": float(np.median(rates)), "first_step_seconds": first,
-            "peak_rss_mb": peak / 1024, "training_memory_mb": (peak - baseline) / 1024}
+    figures = {"examples_per_second": float(np.median(rates)), "first_step_seconds": first,
+               "peak_rss_mb": peak / 1024, "training_memory_mb": (peak - baseline) / 1024}
+    if tensor_memory:
+        figures["step_tensors_mb"] = tensor_memory(reset=False) - between_steps
+    return figures
+
+
+def tensor_memory(reset):
+    """TensorFlow's CPU allocator: MB of live tensors now (and the peak reset to it), or the peak since the reset."""
+    import tensorflow as tf
+    if reset:
+        tf.config.experimental.reset_memory_stats("CPU:0")
+        return tf.config.experimental.get_memory_info("CPU:0")["current"] / 2**20
+    return tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20
 
 
 def measure(framework, model_name, batch):
@@ -179,7 +196,8 @@ def measure(framework, model_name, batch):
     iterator = iter(dataset)
     train_function = model.make_train_function()
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return time_steps(lambda: float(next(iter(train_function(iterator).values()))), batch, baseline, resource)
+    return time_steps(lambda: float(next(iter(train_function(iterator).values()))), batch, baseline, resource,
+                      tensor_memory)
 
 
 def plain_vae_step(model, data, tf):

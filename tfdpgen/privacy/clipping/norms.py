@@ -30,23 +30,23 @@ def chunked_over_batch(fn, tensors, floats_per_example: int, outputs: int = None
     """fn(*tensors) -> a tensor (or a list of `outputs` tensors) with the batch as first axis, in the dtype of the last
     of `tensors`, computed on chunks of examples small enough that what fn materializes (`floats_per_example` values
     each) stays under CHUNK_FLOATS, whatever the batch size. A batch that fits in one chunk runs fn once; a larger one
-    is padded with zeros to whole chunks, mapped, and cut back."""
+    is cut into slices taken one after the other (one chunk's temporaries alive at a time, no copy of the inputs)."""
     chunk = max(1, CHUNK_FLOATS // max(1, int(floats_per_example)))
     static_batch = tensors[0].shape[0]
     if static_batch is not None and static_batch <= chunk:
         return fn(*tensors)
 
+    def one_chunk(index):
+        parts = [tensor[index * chunk:(index + 1) * chunk] for tensor in tensors]
+        short = chunk - tf.shape(parts[0])[0]  # the last chunk's results are padded to the common length
+        return [tf.pad(r, [[0, short]] + [[0, 0]] * (r.shape.rank - 1)) for r in tf.nest.flatten(fn(*parts))]
+
     def in_chunks():
         batch = tf.shape(tensors[0])[0]
-        padded = -(-batch // chunk) * chunk
-        pieces = []
-        for tensor in tensors:
-            tensor = tf.pad(tensor, [[0, padded - batch]] + [[0, 0]] * (tensor.shape.rank - 1))
-            pieces.append(tf.reshape(tensor, tf.concat([[padded // chunk, chunk], tf.shape(tensor)[1:]], 0)))
         spec = tf.TensorSpec(None, tensors[-1].dtype)
-        results = tf.map_fn(lambda parts: fn(*parts), tuple(pieces),
-                            fn_output_signature=spec if outputs is None else [spec] * outputs)
-        joined = [tf.reshape(r, tf.concat([[-1], tf.shape(r)[2:]], 0))[:batch] for r in tf.nest.flatten(results)]
+        results = tf.map_fn(one_chunk, tf.range((batch + chunk - 1) // chunk), parallel_iterations=1,
+                            fn_output_signature=[spec] * (outputs or 1))
+        joined = [tf.reshape(r, tf.concat([[-1], tf.shape(r)[2:]], 0))[:batch] for r in results]
         return joined[0] if outputs is None else joined
 
     if static_batch is not None:
