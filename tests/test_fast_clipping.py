@@ -69,8 +69,8 @@ CASES = {
 
 
 def clipped_sums(engine, network, x, clip, scales=None, in_chunks=False):
-    """The engine's clipped sums; `in_chunks`: traced with an unknown batch size and chunks of 1-3 examples, so every
-    layer takes its chunked path."""
+    """The engine's clipped sums; `in_chunks`: traced with an unknown batch size ("xla": compiled with XLA, which
+    needs the batch size) and chunks of 1-3 examples, so every layer takes its chunked path."""
     model = Probe(network)
     settings = tfdpgen.PrivacySettings(dataset_size=1000, batch_size=len(x), epochs=1, l2_norm_clip=clip,
                                        noise_multiplier=1.0)
@@ -84,7 +84,9 @@ def clipped_sums(engine, network, x, clip, scales=None, in_chunks=False):
             model.recorder = None
         return model.clipping.clipped_sums(tape, loss, network.trainable_variables, recorder, clip, scales)[0]
 
-    if in_chunks:
+    if in_chunks == "xla":
+        run = tf.function(run, jit_compile=True)
+    elif in_chunks:
         spec = tf.TensorSpec([None, *x.shape[1:]], tf.as_dtype(x.dtype))
         run = tf.function(run, input_signature=[spec])
     return [np.asarray(g) for g in run(x)]
@@ -94,7 +96,7 @@ def per_example_floats(network):
     return max(v.shape.num_elements() for v in network.trainable_variables)
 
 
-@pytest.mark.parametrize("in_chunks", [False, True], ids=["whole_batch", "in_chunks"])
+@pytest.mark.parametrize("in_chunks", [False, True, "xla"], ids=["whole_batch", "in_chunks", "in_chunks_xla"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_fast_clipped_sum_equals_vectorized_reference(case, in_chunks, monkeypatch):
     make, shape, kind = CASES[case]
@@ -155,7 +157,7 @@ class TwiceProbe(Probe):
         return {"loss": tf.reduce_sum(tf.square(first + 2.0 * second), axis=1)}
 
 
-def test_network_run_twice_in_one_loss_takes_the_exact_path():
+def test_network_run_twice_in_one_loss_is_run_again_per_example():
     tf.keras.utils.set_random_seed(0)
     network = tf.keras.Sequential([L.InputLayer(input_shape=(5,)), L.Dense(4, activation="tanh"), L.Dense(3)])
     x = np.random.default_rng(2).normal(size=(10, 5)).astype("float32") * 2
@@ -172,3 +174,52 @@ def test_network_run_twice_in_one_loss_takes_the_exact_path():
         sums[engine], _ = model.clipping.clipped_sums(tape, loss, network.trainable_variables, recorder, 0.3)
     for a, b in zip(sums["fast"], sums["vectorized"]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+class LowRank(L.Layer):
+    """A layer with no norm rule of its own and many parameters for its small inputs: x (U V)."""
+
+    def __init__(self, rank, width, **kwargs):
+        super().__init__(**kwargs)
+        self.rank, self.width = rank, width
+
+    def build(self, input_shape):
+        self.u = self.add_weight(name="u", shape=(input_shape[-1], self.rank), initializer="glorot_uniform")
+        self.v = self.add_weight(name="v", shape=(self.rank, self.width), initializer="glorot_uniform")
+
+    def call(self, x):
+        return tf.matmul(tf.matmul(x, self.u), self.v)
+
+
+def test_layer_without_a_norm_rule_is_run_again_per_example_in_bounded_memory():
+    """1,024 examples x 131k parameters would be 537 MB of per-example gradients (and the loss's Jacobian more); the
+    recompute path holds one chunk of them at a time. Peak tensor memory from TensorFlow's allocator."""
+    network = tf.keras.Sequential([L.InputLayer(input_shape=(64,)), LowRank(1024, 64), L.Dense(4)])
+    x = np.random.default_rng(0).normal(size=(1024, 64)).astype("float32")
+    model = Probe(network)
+    model.compile(privacy=tfdpgen.PrivacySettings(dataset_size=10_000, batch_size=1024, epochs=1, l2_norm_clip=1.0,
+                                                  noise_multiplier=1.0), optimizer="sgd")
+
+    @tf.function
+    def sums(x):
+        recorder = Recorder()
+        with tf.GradientTape(persistent=True) as tape:
+            model.recorder = recorder
+            loss = model.per_example_terms(x, None, True)["loss"]
+            model.recorder = None
+        return model.clipping.clipped_sums(tape, loss, network.trainable_variables, recorder, 1.0)
+
+    sums(x[:8])  # trace, and warm the allocator
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    _, norms = sums(x)
+    peak_mb = (tf.config.experimental.get_memory_info("CPU:0")["peak"] - before) / 2**20
+    assert norms.shape == (1024,) and np.all(np.isfinite(norms))
+    assert peak_mb < 150, f"{peak_mb:.0f} MB"
+
+
+def test_batch_normalization_in_a_private_network_is_refused_before_training():
+    network = tf.keras.Sequential([L.InputLayer(input_shape=(5,)), L.Dense(4), L.BatchNormalization(), L.Dense(2)])
+    settings = tfdpgen.PrivacySettings(dataset_size=100, batch_size=10, epochs=1, noise_multiplier=1.0)
+    with pytest.raises(ValueError, match="BatchNormalization.*LayerNormalization"):
+        Probe(network).compile(privacy=settings, optimizer="sgd")

@@ -63,6 +63,7 @@ class DPGenerativeModel(tf.keras.Model):
         if not isinstance(privacy, PrivacySettings):
             raise TypeError(f"compile(privacy=...) needs PrivacySettings, got {type(privacy).__name__}.")
         privacy = privacy if privacy.is_resolved else privacy.resolved()
+        self.check_private_networks()
         if isinstance(optimizer, str):
             self.optimizer_name = canonical_name(optimizer)
             keras_optimizer = make_optimizer(optimizer, privacy, learning_rate, engine, dp2_delay, dp2_learning_rate)
@@ -84,6 +85,17 @@ class DPGenerativeModel(tf.keras.Model):
             with self.distribute_strategy.scope():
                 keras_optimizer._create_all_weights(
                     [v for network in self.private_networks for v in network.trainable_variables])
+
+    def check_private_networks(self):
+        """Refuse layers that mix examples: with BatchNormalization one record's gradient reaches every other
+        example's loss through the batch statistics, so clipping each example no longer bounds what one record moves."""
+        for network in self.private_networks:
+            mixing = [layer.name for layer in network._flatten_layers()
+                      if isinstance(layer, tf.keras.layers.BatchNormalization)]
+            if mixing:
+                raise ValueError(f"{network.name} reads private records and has BatchNormalization layers "
+                                 f"({', '.join(mixing)}): batch statistics mix examples, which breaks per-example "
+                                 "clipping. Use LayerNormalization (or GroupNormalization) instead.")
 
     @property
     def recorder(self):

@@ -114,7 +114,7 @@ class FastClipping:
             if module.keeps_gradients(layer, context, g):
                 kept[id(call)] = grads = chunked_over_batch(
                     lambda c, gs: module.gradients(layer, c, gs), [context, g], module.gradient_floats(layer, context, g),
-                    outputs=len(layer.trainable_variables))
+                    [v.shape for v in layer.trainable_variables])
                 squared += sum_of_squares(grads, weights(layer))
             elif scale_of is None:
                 squared += module.squared_norms(layer, context, g)

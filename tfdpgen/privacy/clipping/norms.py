@@ -26,28 +26,32 @@ def outer_sum_floats(a_shape, g_shape):
     return min(positions * positions, p * q) if positions is not None else p * q
 
 
-def chunked_over_batch(fn, tensors, floats_per_example: int, outputs: int = None):
-    """fn(*tensors) -> a tensor (or a list of `outputs` tensors) with the batch as first axis, in the dtype of the last
+def chunked_over_batch(fn, tensors, floats_per_example: int, example_shapes=None):
+    """fn(*tensors) -> [B] values (or, given `example_shapes`, a list of tensors [B, *shape]), in the dtype of the last
     of `tensors`, computed on chunks of examples small enough that what fn materializes (`floats_per_example` values
     each) stays under CHUNK_FLOATS, whatever the batch size. A batch that fits in one chunk runs fn once; a larger one
-    is cut into slices taken one after the other (one chunk's temporaries alive at a time, no copy of the inputs)."""
+    is cut into slices taken one after the other (one chunk's temporaries alive at a time, no copy of the inputs).
+    Every slice has the chunk's size (the last one starts early and overlaps), so shapes stay static under XLA."""
     chunk = max(1, CHUNK_FLOATS // max(1, int(floats_per_example)))
     static_batch = tensors[0].shape[0]
     if static_batch is not None and static_batch <= chunk:
         return fn(*tensors)
 
-    def one_chunk(index):
-        parts = [tensor[index * chunk:(index + 1) * chunk] for tensor in tensors]
-        short = chunk - tf.shape(parts[0])[0]  # the last chunk's results are padded to the common length
-        return [tf.pad(r, [[0, short]] + [[0, 0]] * (r.shape.rank - 1)) for r in tf.nest.flatten(fn(*parts))]
-
     def in_chunks():
         batch = tf.shape(tensors[0])[0]
-        spec = tf.TensorSpec(None, tensors[-1].dtype)
-        results = tf.map_fn(one_chunk, tf.range((batch + chunk - 1) // chunk), parallel_iterations=1,
-                            fn_output_signature=[spec] * (outputs or 1))
-        joined = [tf.reshape(r, tf.concat([[-1], tf.shape(r)[2:]], 0))[:batch] for r in results]
-        return joined[0] if outputs is None else joined
+        count = (batch + chunk - 1) // chunk
+
+        def one_chunk(index):
+            start = tf.minimum(index * chunk, batch - chunk)
+            parts = [tf.slice(t, [start] + [0] * (t.shape.rank - 1), [chunk] + [-1] * (t.shape.rank - 1)) for t in tensors]
+            return tf.nest.flatten(fn(*parts))  # tf.slice: a static size, which XLA's dynamic slices need
+
+        shapes = [()] if example_shapes is None else example_shapes  # static shapes: XLA needs them
+        specs = [tf.TensorSpec([chunk, *shape], tensors[-1].dtype) for shape in shapes]
+        results = tf.map_fn(one_chunk, tf.range(count), parallel_iterations=1, fn_output_signature=specs)
+        overlap = count * chunk - batch  # rows the last chunk shares with the one before
+        joined = [tf.concat([tf.reshape(r[:-1], [-1, *shape]), r[-1][overlap:]], 0) for r, shape in zip(results, shapes)]
+        return joined[0] if example_shapes is None else joined
 
     if static_batch is not None:
         return in_chunks()
