@@ -8,8 +8,11 @@ Dense and Embedding only), tfdpgen's DP step (fast engine, noise included), and,
 installed (`pip install -e '.[bench]'`: torch 2.13.0 CPU, opacus), plain PyTorch and Opacus with hooks and with ghost
 clipping, each compared with its own non-private step. Models: MLP 784-512-512-10, a small
 CNN (conv 16-32, stride 2), the DCGAN discriminator (conv 64-128, 5x5, stride 2) and the DP-VAE (its encoder and
-decoder both trained privately). Timing: median of 5 windows after a warm-up; memory: peak resident set size of the
-process minus its size right before the first step (the model, data and TensorFlow runtime are in the baseline).
+decoder both trained privately). Timing: median of 5 windows after a warm-up. Memory, two figures: the peak resident
+set size of the process minus its size right before the first step (the model, data and runtime are in the baseline;
+tracing and graph optimization, and what the allocator keeps, are in the figure), and for TensorFlow the allocator's
+exact peak of live tensors during the timed steps over what is live between steps (`step_tensors_mb`: what one step
+needs). tfdpgen rows also carry `noise_draw_ms`, the time the step's Gaussian draw takes alone.
 Writes benchmarks/results/dp_step_speed.json and prints ratios to plain Keras.
 """
 import argparse
@@ -196,8 +199,26 @@ def measure(framework, model_name, batch):
     iterator = iter(dataset)
     train_function = model.make_train_function()
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return time_steps(lambda: float(next(iter(train_function(iterator).values()))), batch, baseline, resource,
-                      tensor_memory)
+    figures = time_steps(lambda: float(next(iter(train_function(iterator).values()))), batch, baseline, resource,
+                         tensor_memory)
+    if framework == "tfdpgen" and "examples_per_second" in figures:
+        figures.update(noise_draw(model))
+    return figures
+
+
+def noise_draw(model):
+    """How long drawing the step's Gaussian noise takes alone (one value per trained parameter)."""
+    import tensorflow as tf
+    from tfdpgen.privacy.noise import standard_normal
+    count = sum(v.shape.num_elements() for network in model.private_networks for v in network.trainable_variables)
+    draw = tf.function(lambda seed: standard_normal(count, seed))
+    seed = tf.constant([1, 2], tf.int64)
+    draw(seed).numpy()
+    start = time.perf_counter()
+    for _ in range(20):
+        values = draw(seed)
+    values.numpy()
+    return {"parameters": count, "noise_draw_ms": (time.perf_counter() - start) / 20 * 1e3}
 
 
 def plain_vae_step(model, data, tf):
@@ -235,8 +256,13 @@ def main():
     parser.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS + TORCH_FRAMEWORKS,
                         help="default: the TensorFlow ones, and PyTorch/Opacus when torch and opacus are installed")
     parser.add_argument("--quick", action="store_true", help="batch 256 only")
+    parser.add_argument("--markdown", action="store_true", help="print the README table from the results file, run nothing")
     parser.add_argument("--one", nargs=3, metavar=("FRAMEWORK", "MODEL", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.markdown:
+        with open(os.path.join(HERE, "results", "dp_step_speed.json")) as f:
+            markdown(json.load(f)["results"])
+        return
     if args.one:
         framework, model_name, batch = args.one
         print("RESULT " + json.dumps(measure(framework, model_name, int(batch))))
@@ -279,23 +305,61 @@ def main():
 
 def table(results):
     frameworks = [f for f in FRAMEWORKS + TORCH_FRAMEWORKS if any(r["framework"] == f for r in results)]
-    print(f"\n{'model':22} {'batch':>5} " + " ".join(f"{f:>26}" for f in frameworks))
+    print(f"\n{'model':22} {'batch':>5} " + " ".join(f"{f:>34}" for f in frameworks))
     keyed = {(r["framework"], r["model"], r["batch"]): r for r in results}
     for model_name, batch in sorted({(r["model"], r["batch"]) for r in results}, key=lambda k: (MODELS.index(k[0]), k[1])):
         cells = []
         for framework in frameworks:
             r = keyed.get((framework, model_name, batch), {})
             rate = r.get("examples_per_second")
-            plain = keyed.get((BASELINE.get(framework, framework), model_name, batch), {}).get("examples_per_second")
+            plain = keyed.get((BASELINE.get(framework, framework), model_name, batch), {})
             if rate is None:
-                cells.append(f"{'skipped' if 'skipped' in r else '-':>26}")
-            else:
-                ratio = f" ({plain / rate:.2f}x)" if plain else ""
-                memory = f" {r['training_memory_mb']:.0f}MB"
-                cells.append(f"{rate:>9,.0f}{ratio:>9}{memory:>8}")
+                cells.append(f"{'skipped' if 'skipped' in r else '-':>34}")
+                continue
+            ratio = f" ({plain['examples_per_second'] / rate:.2f}x)" if plain.get("examples_per_second") else ""
+            memory = f" {r['training_memory_mb']:.0f}MB"
+            if r.get("step_tensors_mb") and plain.get("step_tensors_mb"):
+                memory += f" {r['step_tensors_mb'] / plain['step_tensors_mb']:.1f}xT"
+            cells.append(f"{rate:>9,.0f}{ratio:>9}{memory:>16}")
         print(f"{model_name:22} {batch:>5} " + " ".join(cells))
     print("cells: examples/s (Nx = times slower than the framework's own non-private step: Keras or PyTorch), "
-          "training memory")
+          "resident memory over the size before the first step, NxT = peak tensor memory of a step (TensorFlow's "
+          "allocator) over plain Keras'")
+
+
+NAMES = {"mlp": "MLP 784-512-512-10", "cnn": "small CNN", "dcgan_discriminator": "DCGAN discriminator",
+         "dp_vae": "DP-VAE (encoder + decoder)"}
+HEADERS = {"keras": "Keras", "tfp_vectorized": "TF Privacy vectorized",
+           "tfp_dpsequential": "TF Privacy DPSequential + registry", "tfdpgen": "**tfdpgen (fast)**",
+           "torch": "PyTorch", "opacus_hooks": "Opacus hooks", "opacus_ghost": "Opacus ghost"}
+
+
+def markdown(results):
+    """The README's table: examples/s (times slower than the framework's own plain step), resident memory, and for
+    Keras and tfdpgen the step's peak tensor memory (times plain Keras')."""
+    keyed = {(r["framework"], r["model"], r["batch"]): r for r in results}
+    frameworks = [f for f in FRAMEWORKS + TORCH_FRAMEWORKS if any(r["framework"] == f for r in results)]
+    print("| model | batch | " + " | ".join(HEADERS[f] for f in frameworks) + " |")
+    print("|---|---|" + "---|" * len(frameworks))
+    for model_name in MODELS:
+        for batch in sorted({r["batch"] for r in results if r["model"] == model_name}):
+            cells = []
+            for framework in frameworks:
+                r = keyed.get((framework, model_name, batch), {})
+                plain = keyed.get((BASELINE.get(framework, framework), model_name, batch), {})
+                if "examples_per_second" not in r:
+                    cells.append("n/a" if "skipped" in r else "out of memory" if r.get("error") else "")
+                    continue
+                cell = f"{r['examples_per_second']:,.0f}"
+                if framework in BASELINE and plain.get("examples_per_second"):
+                    cell += f" ({plain['examples_per_second'] / r['examples_per_second']:.2f}x)"
+                cell += f", {r['training_memory_mb']:,.0f} MB"
+                if framework in ("keras", "tfdpgen") and r.get("step_tensors_mb"):
+                    cell += f", {r['step_tensors_mb']:,.1f} MB tensors"
+                    if framework == "tfdpgen" and plain.get("step_tensors_mb"):
+                        cell += f" ({r['step_tensors_mb'] / plain['step_tensors_mb']:.2f}x)"
+                cells.append(f"**{cell}**" if framework == "tfdpgen" else cell)
+            print(f"| {NAMES[model_name]} | {batch} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
