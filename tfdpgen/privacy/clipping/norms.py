@@ -7,7 +7,7 @@ G_i directly (cost T p q). `outer_sum_squared_norms` takes whichever is cheaper 
 """
 import tensorflow as tf
 
-CHUNK_FLOATS = 1 << 22  # values (16 MB in float32) one chunk of examples may materialize at once
+CHUNK_FLOATS = 3 << 20  # values (12 MB in float32) one chunk of examples may materialize at once
 
 
 def outer_sum_squared_norms(a, g):
