@@ -5,8 +5,8 @@ that its input and its pre-activation output z are kept. Backward, book-keeping 
 the summed loss gives every z's per-example gradient g (examples are independent: no BatchNorm), the layer modules turn
 (input, g) into per-example squared norms, and each layer's clipped sum is the gradient of z with respect to that
 layer's variables with output gradient c * g, where c_i = min(1, C / ||grad_i||). Where a layer's per-example
-gradients take no more memory than its input and output gradient (small kernels over many positions), they are formed
-once and give both the norm and the clipped sum sum_i c_i G_i, with no second pass over the layer.
+gradients take no more memory than tensors the step holds anyway (each module's `keeps_gradients`: small kernels over
+many positions), they are formed once and give both the norm and the clipped sum sum_i c_i G_i, with no second pass over the layer.
 
 Any other layer with variables, and a layer called more than once, takes privacy.clipping.recompute (the layer run
 again per example, in chunks of the batch). Variables the recorder never saw (used outside a recorded layer), and
@@ -17,7 +17,7 @@ import logging
 import tensorflow as tf
 
 from tfdpgen.privacy.clipping import conv, conv_transpose, dense, embedding, layer_norm, recompute
-from tfdpgen.privacy.clipping.norms import chunked_over_batch
+from tfdpgen.privacy.clipping.norms import chunked_over_batch, sum_of_squares
 
 LAYER_MODULES = (dense, conv, conv_transpose, embedding, layer_norm)
 _warned = set()
@@ -99,7 +99,8 @@ class FastClipping:
         rerun = [calls for calls in by_layer.values()
                  if (len(calls) > 1 or calls[0].module is None)
                  and all(recompute.repeatable(call.layer, call.training) for call in calls)]
-        handled = {id(v) for calls in [[c] for c in single] + rerun for v in calls[0].layer.trainable_variables}
+        groups = [[call] for call in single] + rerun  # each layer's calls
+        handled = {id(v) for calls in groups for v in calls[0].layer.trainable_variables}
         fallback = [v for v in variables if id(v) not in handled]
         self._warn([calls[0].layer for calls in rerun], fallback, recorder)
 
@@ -135,8 +136,7 @@ class FastClipping:
                                       experimental_use_pfor=True)
             if scale_of is not None:
                 jacobians = [jacobian * scale_of[id(v)] for v, jacobian in zip(fallback, jacobians)]
-            for jacobian in jacobians:
-                squared += tf.reduce_sum(tf.reshape(tf.square(jacobian), [tf.shape(jacobian)[0], -1]), axis=1)
+            squared += sum_of_squares(jacobians)
         norms = tf.sqrt(squared)
         factors = tf.minimum(1.0, tf.cast(clip, norms.dtype) / tf.maximum(norms, 1e-12))
 
@@ -144,7 +144,7 @@ class FastClipping:
             return g * tf.reshape(factors, [-1] + [1] * (g.shape.rank - 1))
 
         sums = {}
-        for calls in [[call] for call in single] + rerun:
+        for calls in groups:
             layer = calls[0].layer
             if id(calls[0]) in kept:
                 grads = [tf.tensordot(factors, grad, axes=[[0], [0]]) for grad in kept[id(calls[0])]]
@@ -176,9 +176,3 @@ class FastClipping:
                            "a layer with random draws inside (dropout) cannot be run again per example"
                            if any(id(v) in seen for v in fallback) else "they are used outside a recorded layer")
 
-
-def sum_of_squares(grads, weights=None):
-    """Per-example sum of (weighted) squares of per-example gradients [B, ...]; returns [B]."""
-    weights = weights or [None] * len(grads)
-    return tf.add_n([tf.reduce_sum(tf.reshape(tf.square(grad) * (1.0 if w is None else w), [tf.shape(grad)[0], -1]),
-                                   axis=1) for grad, w in zip(grads, weights)])

@@ -1,7 +1,7 @@
 """LayerNormalization over the last axis: per-example gradients sum_t x_hat_t * g_t (gamma) and sum_t g_t (beta)."""
 import tensorflow as tf
 
-from tfdpgen.privacy.clipping.norms import sum_over_positions
+from tfdpgen.privacy.clipping.norms import sum_of_squares, sum_over_positions
 
 LAYERS = (tf.keras.layers.LayerNormalization,)
 
@@ -27,7 +27,7 @@ def gradients(layer, normalized, g):
 
 
 def squared_norms(layer, normalized, g):
-    return tf.add_n([tf.reduce_sum(tf.square(grad), -1) for grad in gradients(layer, normalized, g)])
+    return sum_of_squares(gradients(layer, normalized, g))
 
 
 def gradient_floats(layer, normalized, g):

@@ -108,6 +108,13 @@ def sum_over_positions(g):
     return tf.reduce_sum(g, axis=axes) if axes else g
 
 
+def sum_of_squares(grads, weights=None):
+    """Per-example sum of (weighted) squares of per-example gradients [B, ...]; returns [B]."""
+    weights = weights or [None] * len(grads)
+    return tf.add_n([tf.reduce_sum(tf.reshape(tf.square(grad) * (1.0 if w is None else w), [tf.shape(grad)[0], -1]),
+                                   axis=1) for grad, w in zip(grads, weights)])
+
+
 def sum_over_positions_squared(g):
     """||sum_t g[i, t]||^2 for g [B, ..., q]; returns [B]."""
     return tf.reduce_sum(tf.square(sum_over_positions(g)), axis=-1)
