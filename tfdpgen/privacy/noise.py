@@ -27,8 +27,9 @@ def replica_stream(step, num_replicas: int):
 
 def standard_normal(count: int, seed, dtype=tf.float32):
     """`count` independent N(0, 1) values from a stateless seed: the Box-Muller transform of Philox uniforms, as
-    TensorFlow's own stateless normal kernel computes it, but with vectorized element-wise ops, which are 1.5x faster
-    on CPU (3.1 vs 4.9 ms for 670k values on 2 cores; the noise is most of a DP step's extra cost for dense models).
+    TensorFlow's own stateless normal kernel computes it, but with vectorized element-wise ops, which are 1.4x faster
+    on CPU for 670k values (3.1 vs 4.4 ms on 2 cores; about as fast below 100k values: benchmarks/noise_draw.py). The
+    noise is most of a DP step's extra cost for dense models.
     u1 is taken in (0, 1] (1 - u for u in [0, 1) on the float grid), so the radius is finite: as in TF's kernel, values
     are bounded by sqrt(-2 log(eps)) (5.6 in float32, 8.5 in float64)."""
     compute = tf.float64 if dtype == tf.float64 else tf.float32
