@@ -3,6 +3,11 @@ import pathlib
 
 import pytest
 
+# Memory tests read TensorFlow's allocator statistics, which the CPU allocator keeps only as the BFC allocator; TensorFlow
+# picks it by itself only where oneDNN is on (some CPUs, not these AMD ones), so it is switched on for every CPU here,
+# before TensorFlow starts.
+os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
+
 import tfdpgen  # noqa: F401  (Keras 2 set up before any test touches TensorFlow)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

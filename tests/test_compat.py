@@ -1,12 +1,19 @@
 """tfdpgen sets up the Keras 2 API that TF Privacy needs, or says clearly why it cannot."""
+import json
 import subprocess
 import sys
 
 import tensorflow as tf
 
+from toys import requires_tf_privacy
 
-def test_import_sets_keras_2_and_tf_privacy_submodules_work():
+
+def test_import_sets_keras_2():
     assert tf.keras.__name__.startswith("tf_keras")
+
+
+@requires_tf_privacy
+def test_tf_privacy_submodules_work():
     assert sys.skip_tf_privacy_import is True
     from tensorflow_privacy.privacy.optimizers import dp_optimizer_keras_vectorized
     assert issubclass(dp_optimizer_keras_vectorized.VectorizedDPKerasAdamOptimizer, tf.keras.optimizers.legacy.Adam)
@@ -26,3 +33,22 @@ def test_import_first_works_without_the_variable(subprocess_env):
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().startswith("tf_keras")
+
+
+def test_without_tf_privacy_the_fast_engine_trains_and_vectorized_says_how_to_add_it(subprocess_env, tmp_path):
+    """Python >= 3.12 (Colab) has no TF Privacy unless added by hand: tfdpgen must import and train without it."""
+    block = ("import sys; sys.modules['tensorflow_privacy'] = None; from tfdpgen.cli import main; "
+             "sys.exit(main(sys.argv[1:]))")
+    common = ["train", "--epochs", "1", "--quiet", "--checkpoint-every", "1000"]
+    vectorized = subprocess.run([sys.executable, "-c", block, *common, "--engine", "vectorized", "--output",
+                                 str(tmp_path / "vectorized")], env=subprocess_env, capture_output=True, text=True,
+                                timeout=300)
+    assert vectorized.returncode == 2, vectorized.stderr[-2000:]
+    lines = [line for line in vectorized.stderr.splitlines() if line.startswith("tfdpgen")]
+    assert lines == [lines[0]] and "pip install --no-deps --ignore-requires-python tensorflow-privacy" in lines[0]
+    assert not (tmp_path / "vectorized").exists()
+    fast = subprocess.run([sys.executable, "-c", block, *common, "--output", str(tmp_path / "fast")],
+                          env=subprocess_env, capture_output=True, text=True, timeout=300)
+    assert fast.returncode == 0, fast.stderr[-2000:]
+    assert "tensorflow-privacy==0.9.0" in (tmp_path / "fast" / "privacy.txt").read_text()
+    assert json.loads((tmp_path / "fast" / "privacy.json").read_text())["epsilon"] > 0

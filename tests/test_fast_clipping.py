@@ -1,4 +1,8 @@
 """The fast engine's clipped sums equal TensorFlow Privacy's vectorized reference for every supported layer type."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -7,6 +11,7 @@ import tfdpgen
 from tfdpgen.models.base import DPGenerativeModel
 from tfdpgen.privacy.clipping import norms as clipping_norms
 from tfdpgen.privacy.clipping.fast import Recorder
+from toys import requires_tf_privacy
 
 L = tf.keras.layers
 
@@ -98,6 +103,7 @@ def per_example_floats(network):
 
 @pytest.mark.parametrize("in_chunks", [False, True, "xla"], ids=["whole_batch", "in_chunks", "in_chunks_xla"])
 @pytest.mark.parametrize("case", sorted(CASES))
+@requires_tf_privacy
 def test_fast_clipped_sum_equals_vectorized_reference(case, in_chunks, monkeypatch):
     make, shape, kind = CASES[case]
     tf.keras.utils.set_random_seed(0)
@@ -157,6 +163,7 @@ class TwiceProbe(Probe):
         return {"loss": tf.reduce_sum(tf.square(first + 2.0 * second), axis=1)}
 
 
+@requires_tf_privacy
 def test_network_run_twice_in_one_loss_is_run_again_per_example():
     tf.keras.utils.set_random_seed(0)
     network = tf.keras.Sequential([L.InputLayer(input_shape=(5,)), L.Dense(4, activation="tanh"), L.Dense(3)])
@@ -216,6 +223,17 @@ def test_layer_without_a_norm_rule_is_run_again_per_example_in_bounded_memory():
     peak_mb = (tf.config.experimental.get_memory_info("CPU:0")["peak"] - before) / 2**20
     assert norms.shape == (1024,) and np.all(np.isfinite(norms))
     assert peak_mb < 150, f"{peak_mb:.0f} MB"
+
+
+def test_memory_test_runs_where_onednn_is_off():
+    """TensorFlow turns oneDNN on by itself only on some CPUs, and without it the CPU allocator keeps no statistics
+    unless told (conftest does): the memory test above must pass on a CPU without oneDNN too."""
+    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="0")
+    env.pop("TF_CPU_ALLOCATOR_USE_BFC", None)  # conftest must set it in the child, as it does here
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+                             "bounded_memory"], env=env, capture_output=True, text=True, timeout=600,
+                            cwd=os.path.dirname(__file__))
+    assert result.returncode == 0, result.stdout[-3000:]
 
 
 def test_batch_normalization_in_a_private_network_is_refused_before_training():

@@ -6,7 +6,7 @@ import tensorflow as tf
 import tfdpgen
 from tfdpgen.privacy.clipping.vectorized import VectorizedClipping
 from tfdpgen.privacy.gradients import private_gradients
-from toys import LinearToy
+from toys import LinearToy, requires_tf_privacy
 
 
 def one_step(model, x, y, weights=None):
@@ -19,7 +19,7 @@ def settings(batch_size, clip, noise, dataset_size=10_000):
                                    noise_multiplier=noise)
 
 
-ENGINES = pytest.mark.parametrize("engine", ["fast", "vectorized"])
+ENGINES = pytest.mark.parametrize("engine", ["fast", pytest.param("vectorized", marks=requires_tf_privacy)])
 
 
 @ENGINES

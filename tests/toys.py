@@ -1,7 +1,14 @@
-"""Small deterministic models for statistical tests of the DP step."""
+"""Small deterministic models for statistical tests of the DP step, and the mark for tests that need TF Privacy."""
+import pytest
 import tensorflow as tf
 
+from tfdpgen._compat import TF_PRIVACY_INSTALL, has_tf_privacy
 from tfdpgen.models.base import DPGenerativeModel
+
+# TF Privacy is a dependency on Python < 3.12 and an addition by hand above (README): tests of the vectorized reference
+# engine and of TF Privacy's statement run where it is installed (both CI environments), and skip with this reason.
+requires_tf_privacy = pytest.mark.skipif(
+    not has_tf_privacy(), reason=f"TensorFlow Privacy is not installed (add it: {TF_PRIVACY_INSTALL})")
 
 
 class LinearToy(DPGenerativeModel):

@@ -1,4 +1,4 @@
-"""Make TensorFlow Privacy 0.9.0 importable and working on TensorFlow >= 2.16.
+"""Make TensorFlow Privacy 0.9.0 importable and working on TensorFlow >= 2.16, and do without it where it is absent.
 
 Two facts of the checked stack (see DESIGN.md):
 1. TF Privacy is written for the Keras 2 API, which on TF >= 2.16 is the ``tf_keras`` package. ``tf.keras`` resolves
@@ -7,8 +7,14 @@ Two facts of the checked stack (see DESIGN.md):
 2. ``import tensorflow_privacy`` imports its estimators, which need ``tensorflow_estimator``, which does not import on
    TF >= 2.16. ``sys.skip_tf_privacy_import = True`` is TF Privacy's own switch to skip that; its submodules still work.
 
+3. TF Privacy 0.9.0 declares Python < 3.12, so on Python >= 3.12 (Colab) pip does not install it with tfdpgen. Only the
+   `vectorized` reference engine and TF Privacy's privacy statement (privacy.txt) need it; ``tf_privacy`` imports it
+   for them or says in one line how to add it. The fast engine and the accounting (dp_accounting) never need it.
+
 This module must be imported before TensorFlow; ``tfdpgen/__init__.py`` does so first.
 """
+import importlib
+import importlib.util
 import os
 import sys
 
@@ -34,3 +40,27 @@ def check_keras_2() -> None:
 
 
 check_keras_2()
+
+TF_PRIVACY_INSTALL = "pip install --no-deps --ignore-requires-python tensorflow-privacy==0.9.0"
+
+
+class TFPrivacyMissing(ImportError):
+    """TensorFlow Privacy is not installed, and what was asked for needs it."""
+
+
+def has_tf_privacy() -> bool:
+    try:
+        return importlib.util.find_spec("tensorflow_privacy") is not None
+    except (ImportError, ValueError):  # blocked in sys.modules (None), as the tests do to stand for its absence
+        return False
+
+
+def tf_privacy(module: str, purpose: str):
+    """TF Privacy's submodule `module` (e.g. "privacy.optimizers.dp_optimizer_keras_vectorized"), or one clear error
+    saying that `purpose` needs TF Privacy and how to add it."""
+    if not has_tf_privacy():
+        raise TFPrivacyMissing(
+            f"{purpose} needs TensorFlow Privacy, which is not installed (pip installs it with tfdpgen only on Python "
+            f"< 3.12). Add it with `{TF_PRIVACY_INSTALL}`; the fast engine (the default) trains without it.")
+    return importlib.import_module(f"tensorflow_privacy.{module}")
+

@@ -12,6 +12,13 @@ def holdout_value(text: str):
         raise argparse.ArgumentTypeError(f"a fraction like 0.2 or a count like 2000, got {text!r}") from None
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line (what is wrong, and where the help is) with exit code 2, not the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tfdpgen.data.images import DATASETS
     from tfdpgen.data.tables import TABLES
@@ -19,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tfdpgen.strategies import STRATEGIES
     from tfdpgen.training import DEFAULT_EPSILON, MODELS
 
-    parser = argparse.ArgumentParser(prog="tfdpgen", description=DESCRIPTION)
+    parser = OneLineParser(prog="tfdpgen", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a DP generator (default: DP-VAE on scikit-learn digits)",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -62,8 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", help="run directory (default: runs/<model>-<dataset>-<time>); an unfinished run "
                                         "there is resumed from its last checkpoint")
     train.add_argument("--seed", type=int,
-                       help="seed for weights, sampling and noise; keep it as secret as the data (anyone who knows "
-                            "it can regenerate the noise)")
+                       help="seed for the initial weights and the model's own randomness (reproducible weights); the "
+                            "DP noise and the batch sampling still come from OS entropy")
+    train.add_argument("--insecure-noise-seed", type=int, metavar="SEED",
+                       help="FOR TESTS AND DEBUGGING ONLY: derive the DP noise and the batch sampling from SEED, so "
+                            "that a run can be repeated exactly. Anyone who knows SEED can regenerate the noise: the "
+                            "guarantee then holds only while SEED stays secret (privacy.json says so). SEED is never "
+                            "written to the run")
     train.add_argument("--strategy", choices=list(STRATEGIES), default="default",
                        help="tf.distribute strategy; noise is added once per global batch under every one")
     train.add_argument("--devices", type=int,
@@ -116,9 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_sample(args) -> None:
-    from tfdpgen.serving.samples import draw_samples, write_samples
+    from tfdpgen.serving.samples import check_out_path, draw_samples, write_samples
     if args.server and not args.model_name:
         raise ValueError("--server needs --model-name.")
+    if args.labels is None and args.num_samples < 1:
+        raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}.")
+    if args.out is not None:
+        check_out_path(args.out)
     samples = draw_samples(run=args.run, server=args.server, model_name=args.model_name, rest=args.rest,
                            num_samples=None if args.labels else args.num_samples, seed=args.seed, labels=args.labels)
     print(write_samples(samples, args.out))
@@ -136,9 +152,30 @@ def run_serve(args) -> None:
         server.stop()
 
 
+# PrivacySettings (a Python API) names its fields; on the command line, say the flag instead.
+SETTINGS_FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "target_epsilon": "--epsilon",
+                  "delta": "--delta", "noise_multiplier": "--noise-multiplier", "l2_norm_clip": "--l2-norm-clip",
+                  "target_quantile": "--target-quantile", "sampling": "--sampling", "accountant": "--accountant",
+                  "clipping": "--clipping"}
+
+
+def flag_names(message: str) -> str:
+    field = message.split(" ", 1)[0]
+    return SETTINGS_FLAGS[field] + message[len(field):] if field in SETTINGS_FLAGS else message
+
+
+def warn_if_reproducible_noise(run_dir: str) -> None:
+    """Repeat privacy.json's warning of a run trained with --insecure-noise-seed wherever its results are used."""
+    from tfdpgen.training import finished_run_report
+    warning = finished_run_report(run_dir).get("warning")
+    if warning:
+        print(f"tfdpgen: warning: {warning}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import tfdpgen  # noqa: F401  (sets up Keras 2 before TensorFlow is touched)
+    from tfdpgen._compat import TFPrivacyMissing
     from tfdpgen.checkpoints import CheckpointError
     from tfdpgen.privacy.budget import PrivacyBudgetExhausted
     from tfdpgen.export.serving_layout import export_run
@@ -148,11 +185,13 @@ def main(argv=None) -> int:
     try:
         if args.command == "export":
             print(export_run(args.run, args.model_name, args.base_path, args.max_samples))
+            warn_if_reproducible_noise(args.run)
         elif args.command == "sample":
             run_sample(args)
         elif args.command == "evaluate":
             from tfdpgen.evaluation.evaluate import evaluate_run
             evaluate_run(args.run, args.n_samples, args.real_test)
+            warn_if_reproducible_noise(args.run)
         elif args.command == "serve":
             run_serve(args)
         elif args.command == "train":
@@ -164,9 +203,10 @@ def main(argv=None) -> int:
                       checkpoint_every=args.checkpoint_every, engine=args.engine, clipping=args.clipping,
                       target_quantile=args.target_quantile, dp2_delay=args.dp2_delay,
                       dp2_learning_rate=args.dp2_learning_rate, schema=args.schema, holdout=args.holdout,
-                      holdout_order=args.holdout_order, verbose=0 if args.quiet else 1)
-    except (ValueError, CheckpointError, PrivacyBudgetExhausted, ServingError, OSError) as error:  # bad input: one line, what to do
-        print(f"tfdpgen: error: {error}", file=sys.stderr)
+                      holdout_order=args.holdout_order, insecure_noise_seed=args.insecure_noise_seed,
+                      verbose=0 if args.quiet else 1)
+    except (ValueError, CheckpointError, PrivacyBudgetExhausted, ServingError, TFPrivacyMissing, OSError) as error:
+        print(f"tfdpgen: error: {flag_names(str(error))}", file=sys.stderr)  # bad input: one line, what to do
         return 2
     return 0
 

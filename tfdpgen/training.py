@@ -5,15 +5,18 @@ privacy.json (written last), privacy.txt, samples.png and saved_model/1/. Callin
 run resumes it from its last readable checkpoint.
 """
 import json
+import math
 import os
 import shutil
+import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 
 from tfdpgen import __version__
-from tfdpgen.checkpoints import RunCheckpoint, delete_secrets, load_or_create_secrets
+from tfdpgen._compat import TF_PRIVACY_INSTALL, has_tf_privacy
+from tfdpgen.checkpoints import INSECURE_NOISE_WARNING, RunCheckpoint, delete_secrets, load_or_create_secrets
 from tfdpgen.data.images import load_images
 from tfdpgen.data.sampling import distributed_private_batches, new_seed
 from tfdpgen.evaluation.plots import save_column_histograms, save_image_grid
@@ -153,12 +156,27 @@ def load_split(run_dir: str):
     return records[train], labels[train], records[held_out], labels[held_out], data, split
 
 
-def load_trained(run_dir: str):
-    """The generator of a finished run, rebuilt from its export's metadata and restored from its last checkpoint.
-    Returns (model, metadata)."""
+def finished_run_report(run_dir: str) -> dict:
+    """The privacy.json of the finished run in `run_dir`, or one clear error saying why it is not one."""
+    if not os.path.isdir(run_dir):
+        raise RunDirectoryError(f"--run {run_dir} is not a directory: give a run directory that `tfdpgen train` wrote.")
+    if not os.path.exists(os.path.join(run_dir, RUN_CONFIG)):
+        raise RunDirectoryError(f"--run {run_dir} is not a tfdpgen run (no {RUN_CONFIG}): give a run directory that "
+                                "`tfdpgen train` wrote.")
     if not os.path.exists(os.path.join(run_dir, FINISHED_MARKER)):
         raise RunDirectoryError(f"{run_dir} is not a finished tfdpgen run (no {FINISHED_MARKER}); finish training it "
                                 "first (run the same `tfdpgen train` command again to resume).")
+    try:
+        with open(os.path.join(run_dir, FINISHED_MARKER)) as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        raise RunDirectoryError(f"{run_dir}/{FINISHED_MARKER} cannot be read ({error}): the run is damaged.") from None
+
+
+def load_trained(run_dir: str):
+    """The generator of a finished run, rebuilt from its export's metadata and restored from its last checkpoint.
+    Returns (model, metadata)."""
+    finished_run_report(run_dir)
     with open(os.path.join(run_dir, "saved_model", "1", "assets", "tfdpgen.json")) as f:
         metadata = json.load(f)
     family = metadata["family"]
@@ -183,11 +201,18 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
               l2_norm_clip=1.0, epochs=30, batch_size=64, sampling="poisson", accountant="rdp", optimizer="dp-adam",
               learning_rate=None, latent_dim=None, output=None, seed=None, strategy="default", devices=None,
               checkpoint_every=100, engine="fast", clipping="fixed", target_quantile=0.5, dp2_delay=100,
-              dp2_learning_rate=None, schema=None, holdout=0.2, holdout_order="random", verbose=1) -> str:
+              dp2_learning_rate=None, schema=None, holdout=0.2, holdout_order="random", insecure_noise_seed=None,
+              verbose=1) -> str:
     """Train a DP generator into `output`, or resume the unfinished run there. Returns the run directory.
 
     `holdout` of the records (a fraction, or a count; a random subset, or the last ones with holdout_order="tail")
     are held out: no network trains on them, and split.json records which they are, for `tfdpgen evaluate`.
+
+    `seed` fixes the initial weights and the model's own randomness (a VAE's draws, a GAN's latents), none of which is
+    DP noise. The DP noise key and the sampling seed always come from OS entropy and never reach a file that outlives
+    training, unless `insecure_noise_seed` (tests and debugging) derives them; privacy.json then says the guarantee
+    holds only while that seed is secret. Neither seed's value is written anywhere (run.json records whether
+    `insecure_noise_seed` was given, not its value).
 
     Every check (output directory, data, settings, strategy) runs before anything is written or trained.
     """
@@ -195,17 +220,26 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
         raise ValueError(f"unknown model {model!r}: choose one of {sorted(MODELS)}.")
     if checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be at least 1 step, got {checkpoint_every}.")
+    for flag, rate in (("--learning-rate", learning_rate), ("--dp2-learning-rate", dp2_learning_rate)):
+        if rate is not None and not (math.isfinite(rate) and rate > 0):
+            raise ValueError(f"{flag} must be a positive number (a negative one climbs the loss), got {rate!r}; leave "
+                             "it unset for the model's default.")
+    if seed is not None and not 0 <= seed < 2**32:
+        raise ValueError(f"--seed must be a whole number in [0, 2**32), got {seed}.")
+    if insecure_noise_seed is not None and not 0 <= insecure_noise_seed < 2**61:
+        raise ValueError(f"--insecure-noise-seed must be a whole number in [0, 2**61), got {insecure_noise_seed}.")
     if epsilon is None and noise_multiplier is None:
         epsilon = DEFAULT_EPSILON
     dataset = dataset or DEFAULT_DATASETS.get(model, "digits")
-    learning_rate = learning_rate or DEFAULT_LEARNING_RATES[model]
+    learning_rate = DEFAULT_LEARNING_RATES[model] if learning_rate is None else learning_rate
     optimizer = canonical_name(optimizer)
     config = {"model": model, "dataset": dataset, "data_dir": data_dir, "epsilon": epsilon, "delta": delta,
               "noise_multiplier": noise_multiplier, "l2_norm_clip": l2_norm_clip, "epochs": epochs,
               "batch_size": batch_size, "sampling": sampling, "accountant": accountant, "optimizer": optimizer,
               "learning_rate": learning_rate, "latent_dim": latent_dim, "seed": seed, "clipping": clipping,
               "target_quantile": target_quantile, "dp2_delay": dp2_delay, "dp2_learning_rate": dp2_learning_rate,
-              "schema": schema, "holdout": holdout, "holdout_order": holdout_order}
+              "schema": schema, "holdout": holdout, "holdout_order": holdout_order,
+              "insecure_noise_seed_given": insecure_noise_seed is not None}
     output = output or default_output(model, dataset)
     resuming = check_output_dir(output, config)
     distribution = make_strategy(strategy, devices)
@@ -235,7 +269,7 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
                        "note": "record indices in the order the data set loads; held_out_indices never trained "
                                "the model", "held_out_indices": split_indices(total, held_out, holdout_order)[1].tolist()},
                       f)
-    secrets = load_or_create_secrets(output, seed)
+    secrets = load_or_create_secrets(output, insecure_noise_seed)
     with distribution.scope():
         network.compile(privacy=settings, optimizer=optimizer, learning_rate=learning_rate,
                         noise_key=secrets["noise_key"], engine=engine, dp2_delay=dp2_delay,
@@ -256,18 +290,26 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
               f"replica(s), {engine} engine, {network.optimizer_name}): noise_multiplier "
               f"{settings.noise_multiplier:.4f}, {clipping} clip {settings.l2_norm_clip}, {settings.sampling} sampling q={settings.sampling_probability:.4f}, {total} steps, delta "
               f"{settings.delta:.0e}" + (f"; resuming at step {int(network.dp_steps.numpy())}" if resuming else ""))
+        if not has_tf_privacy():
+            print(f"TensorFlow Privacy is not installed: privacy.txt will not hold its statement and --engine "
+                  f"vectorized is unavailable (add it: {TF_PRIVACY_INSTALL})")
+    if insecure_noise_seed is not None:
+        print(f"tfdpgen: warning: {INSECURE_NOISE_WARNING}", file=sys.stderr)
     fit_to(network, total,
            lambda: distributed_private_batches(records, labels, settings, distribution,
                                                secrets["sampling_seed"], network.dp_steps),
            [checkpoint], verbose)
     checkpoint.save()
-    finish_run(output, network, model, dataset, settings, verbose)
+    finish_run(output, network, model, dataset, settings, verbose, insecure_noise_seed is not None)
     return output
 
 
-def finish_run(output, network, model, dataset, settings, verbose=1):
+def finish_run(output, network, model, dataset, settings, verbose=1, insecure_noise=False):
     """Write the export, the pictures and the statement, then privacy.json last; drop the secrets."""
     report = network.privacy_report()
+    report["reproducible_noise"] = insecure_noise
+    if insecure_noise:
+        report["warning"] = INSECURE_NOISE_WARNING
     metadata = {"family": model, "dataset": dataset, "latent_dim": network.latent_dim,
                 "num_classes": network.num_classes, "privacy": report, "tfdpgen_version": __version__,
                 "tensorflow_version": tf.__version__}

@@ -56,8 +56,12 @@ def _load_tfds(name):
 def read_idx(path) -> np.ndarray:
     """Read one IDX file (MNIST's format), gzipped or not."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as error:  # EOFError: a gzip file cut short
+        raise DataError(f"{path} cannot be read ({type(error).__name__}: {error}): the file is damaged or "
+                        "truncated; download it again.") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 8:
         raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number).")
     ndim = raw[3]

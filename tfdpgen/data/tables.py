@@ -69,8 +69,18 @@ class TableSchema:
 
     @classmethod
     def load(cls, path) -> "TableSchema":
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
+        try:
+            with open(path) as f:
+                spec = json.load(f)
+        except OSError as error:
+            raise DataError(f"--schema {path} cannot be read ({error.strerror or error}): give the path of the table's "
+                            "JSON schema.") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise DataError(f"--schema {path} is not valid JSON ({error}): fix the file.") from None
+        try:
+            return cls.from_dict(spec)
+        except DataError as error:
+            raise DataError(f"--schema {path}: {error}") from None
 
     def to_dict(self) -> dict:
         return {"condition": self.condition,

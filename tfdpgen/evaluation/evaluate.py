@@ -9,11 +9,12 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tfdpgen.data.images import DATASETS
 from tfdpgen.data.tables import encode
 from tfdpgen.evaluation import audits, images, tables
 from tfdpgen.evaluation.plots import save_image_grid, save_real_synthetic_histograms
 from tfdpgen.privacy.settings import PrivacySettings
-from tfdpgen.training import TABLE_MODELS, load_split, load_trained, load_data, RUN_CONFIG
+from tfdpgen.training import TABLE_MODELS, finished_run_report, load_split, load_trained, load_data, RUN_CONFIG
 
 EVALUATION = "evaluation.json"
 FEATURE_NOTE = ("Frechet distance and precision/recall use the penultimate features of a small CNN trained on the first "
@@ -125,16 +126,20 @@ def evaluate_table(model, data, train, train_labels, test, test_labels, n, run_d
 
 def evaluate_run(run_dir: str, n_samples: int = None, real_test: str = None, verbose: bool = True) -> dict:
     """Evaluate the finished run in `run_dir`; writes evaluation.json and pictures there, returns the dict."""
+    report = finished_run_report(run_dir)
+    if n_samples is not None and not (isinstance(n_samples, int) and 1 <= n_samples <= 100_000):
+        raise ValueError(f"--n-samples must be a whole number in [1, 100000], got {n_samples!r}.")
     with open(os.path.join(run_dir, RUN_CONFIG)) as f:
         config = json.load(f)
-    with open(os.path.join(run_dir, "privacy.json")) as f:
-        report = json.load(f)
     family = config["model"]
     train, train_labels, test, test_labels, data, split = load_split(run_dir)
     if real_test is not None:  # images: a data set name or a folder of IDX files; tables: a folder with one CSV
         if family in TABLE_MODELS:
             test, test_labels, _ = load_data(family, "csv", real_test, config.get("schema"))
         else:
+            if not os.path.isdir(real_test) and real_test not in DATASETS:
+                raise ValueError(f"--real-test {real_test} is neither a folder of IDX files nor a data set name "
+                                 f"({', '.join(DATASETS)}).")
             test, test_labels, _ = load_data(family, None if os.path.isdir(real_test) else real_test,
                                              real_test if os.path.isdir(real_test) else None, None)
     if len(test) < 20:
@@ -153,7 +158,8 @@ def evaluate_run(run_dir: str, n_samples: int = None, real_test: str = None, ver
     size = min(len(test), len(train), 1000)
     result = {"run": os.path.abspath(run_dir), "family": family, "dataset": config["dataset"],
               "synthetic_samples": n, "held_out_records": len(test), "training_records": len(train),
-              "privacy": {"epsilon": report["epsilon"], "delta": report["delta"]},
+              "privacy": {key: report[key] for key in ("epsilon", "delta", "reproducible_noise", "warning")
+                          if key in report},
               "utility": utility,
               "membership_inference": membership_audit(model, train, train_labels, test, test_labels, flat_train,
                                                        flat_test, synthetic, report, size, split["order"]),
@@ -170,6 +176,8 @@ def evaluate_run(run_dir: str, n_samples: int = None, real_test: str = None, ver
 def summary(result: dict) -> str:
     lines = [f"{result['family']} on {result['dataset']}: epsilon={result['privacy']['epsilon']}, "
              f"{result['synthetic_samples']} synthetic samples, {result['held_out_records']} held-out records"]
+    if "warning" in result["privacy"]:
+        lines.append(f"  WARNING: {result['privacy']['warning']}")
     utility = result["utility"]
     if "frechet_distance" in utility:
         lines.append(f"  Frechet distance (small-CNN features) {utility['frechet_distance']:.3f} "

@@ -2,15 +2,15 @@
 gradients), TF Privacy's vectorized DP optimizers (built with noise 0: noise is added once per global batch in
 privacy.noise) for the `vectorized` engine, and DP^2 (privacy.dp2), whose preconditioning reaches into the DP step."""
 import tensorflow as tf
-from tensorflow_privacy.privacy.optimizers import dp_optimizer_keras_vectorized as vectorized
 
+from tfdpgen._compat import tf_privacy
 from tfdpgen.privacy.dp2 import DP2Optimizer
 from tfdpgen.privacy.settings import PrivacySettings
 
 OPTIMIZERS = ("dp-sgd", "dp-adam", "dp2-rmsprop", "dp2-adagrad")
 ALIASES = {"sgd": "dp-sgd", "adam": "dp-adam"}
 KERAS = {"dp-sgd": tf.keras.optimizers.legacy.SGD, "dp-adam": tf.keras.optimizers.legacy.Adam}
-DP_OPTIMIZERS = {"dp-sgd": vectorized.VectorizedDPKerasSGDOptimizer, "dp-adam": vectorized.VectorizedDPKerasAdamOptimizer}
+DP_OPTIMIZERS = {"dp-sgd": "VectorizedDPKerasSGDOptimizer", "dp-adam": "VectorizedDPKerasAdamOptimizer"}
 ENGINES = ("fast", "vectorized")
 
 
@@ -43,8 +43,11 @@ def make_optimizer(name: str, settings: PrivacySettings, learning_rate: float, e
         return DP2Optimizer(learning_rate, dp2_learning_rate, dp2_delay, variant=name.split("-")[1])
     if engine == "fast":
         return KERAS[name](learning_rate=learning_rate)
-    return DP_OPTIMIZERS[name](l2_norm_clip=settings.l2_norm_clip, noise_multiplier=0.0, num_microbatches=None,
-                               unconnected_gradients_to_zero=True, learning_rate=learning_rate)
+    vectorized = tf_privacy("privacy.optimizers.dp_optimizer_keras_vectorized",
+                            "engine='vectorized' (--engine vectorized)")
+    return getattr(vectorized, DP_OPTIMIZERS[name])(
+        l2_norm_clip=settings.l2_norm_clip, noise_multiplier=0.0, num_microbatches=None,
+        unconnected_gradients_to_zero=True, learning_rate=learning_rate)
 
 
 def is_dp_optimizer(optimizer) -> bool:

@@ -1,8 +1,7 @@
 """What a run spent: the fields of privacy.json and a plain-language statement."""
 import math
 
-from tensorflow_privacy.privacy.analysis import compute_dp_sgd_privacy_lib
-
+from tfdpgen._compat import TF_PRIVACY_INSTALL, has_tf_privacy, tf_privacy
 from tfdpgen.privacy import accounting
 from tfdpgen.privacy.settings import PrivacySettings
 
@@ -61,9 +60,14 @@ def epochs_for_steps(steps: int, sampling_probability: float) -> float:
 
 
 def privacy_statement(settings: PrivacySettings, steps: int) -> str:
-    """TensorFlow Privacy's statement for these settings (one example per microbatch)."""
+    """TensorFlow Privacy's statement for these settings (one example per microbatch), or, where TF Privacy is not
+    installed, a line saying so and how to add it (privacy.json has the epsilon either way)."""
     if settings.noise_multiplier <= 0 or steps <= 0:
         return "No private step was taken with noise: no differential privacy statement applies.\n"
+    if not has_tf_privacy():
+        return ("TensorFlow Privacy is not installed, so its privacy statement was not written; privacy.json has the "
+                f"epsilon from dp_accounting. To add it: {TF_PRIVACY_INSTALL}\n")
+    compute_dp_sgd_privacy_lib = tf_privacy("privacy.analysis.compute_dp_sgd_privacy_lib", "the privacy statement")
     accountant = compute_dp_sgd_privacy_lib.AccountantType[settings.accountant.upper()]
     return compute_dp_sgd_privacy_lib.compute_dp_sgd_privacy_statement(
         number_of_examples=settings.dataset_size, batch_size=settings.batch_size,
