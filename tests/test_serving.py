@@ -49,6 +49,7 @@ def test_export_versions_grow_and_never_overwrite(runs, tmp_path, capsys):
     assert sorted(os.listdir(base / "digits")) == ["1", "2"] and os.path.exists(marker)
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
+    (unfinished / "run.json").write_text("{}")  # a run that never finished
     assert cli.main(["export", "--run", str(unfinished), "--model-name", "x", "--base-path", str(base)]) == 2
     assert "not a finished tfdpgen run" in capsys.readouterr().err and not (base / "x").exists()
 

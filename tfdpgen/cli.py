@@ -12,6 +12,17 @@ def holdout_value(text: str):
         raise argparse.ArgumentTypeError(f"a fraction like 0.2 or a count like 2000, got {text!r}") from None
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the help, and an option's value named once ("-n, --num-samples N"), as Python 3.13 prints it on
+    every Python, so the help (and docs/cli.md) reads the same everywhere."""
+
+    def _format_action_invocation(self, action):
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        return ", ".join(action.option_strings) + " " + self._format_args(
+            action, self._get_default_metavar_for_optional(action))
+
+
 class OneLineParser(argparse.ArgumentParser):
     """A usage error is one line (what is wrong, and where the help is) with exit code 2, not the usage block."""
 
@@ -29,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="tfdpgen", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a DP generator (default: DP-VAE on scikit-learn digits)",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     train.add_argument("--model", choices=list(MODELS), default="vae",
                        help="vae, gan, cgan (label-conditioned), tabgan (tables), diffusion (DPDM), sinkhorn")
     train.add_argument("--dataset", choices=DATASETS + TABLES,
@@ -90,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     export = commands.add_parser("export", help="export a finished run for TensorFlow Serving as BASE/NAME/<version>",
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=HelpFormatter)
     export.add_argument("--run", required=True, help="a finished run directory")
     export.add_argument("--model-name", required=True, help="the model's name on the server")
     export.add_argument("--base-path", required=True, help="TF Serving's model base path; the version is the next "
@@ -98,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--max-samples", type=int, default=10_000, help="largest request the model answers")
 
     sample = commands.add_parser("sample", help="draw samples from a run's SavedModel or from a server",
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=HelpFormatter)
     source = sample.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="sample locally from this finished run's SavedModel")
     source.add_argument("--server", help="HOST:PORT of TensorFlow Serving (gRPC port, or REST port with --rest)")
@@ -111,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="utility, fidelity and privacy audits of a finished run "
                                                     "(writes evaluation.json and pictures into the run)",
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                   formatter_class=HelpFormatter)
     evaluate.add_argument("--run", required=True)
     evaluate.add_argument("--real-test", help="real test data instead of the run's held-out records: an image data "
                                               "set name or IDX folder; for tables a folder with one CSV")
@@ -119,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="a local stand-in for TensorFlow Serving (gRPC and REST), for "
                                               "development where TF Serving is not installed",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     serve.add_argument("--path", required=True, help="BASE/NAME (serves its newest version) or one export dir")
     serve.add_argument("--model-name", required=True)
     serve.add_argument("--port", type=int, default=8500)
