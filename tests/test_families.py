@@ -18,6 +18,7 @@ from tfdpgen.models.diffusion import DPDiffusion
 from tfdpgen.models.gan import DPGAN
 from tfdpgen.models.sinkhorn import DPSinkhorn
 from tfdpgen.models.tabular_gan import DPTableGAN
+from tfdpgen.models.vae import DPVAE
 
 BATCH, CLIP, LR = 32, 0.5, 1.0
 
@@ -34,6 +35,8 @@ def make(family, seed=0):
         return DPGAN(image_shape=(8, 8, 1), latent_dim=8, num_classes=10, seed=5)
     if family == "tabgan":
         return DPTableGAN(breast_cancer().schema, latent_dim=8, seed=5)
+    if family == "vae":
+        return DPVAE(image_shape=(8, 8, 1), num_classes=10, seed=5)
     if family == "diffusion":
         return DPDiffusion(image_shape=(8, 8, 1), multiplicity=4, hidden=32, seed=5)
     return DPSinkhorn(image_shape=(8, 8, 1), latent_dim=8, seed=5)
@@ -71,7 +74,7 @@ def record_contribution(family, clip):
     return np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(with_record, without)))
 
 
-@pytest.mark.parametrize("family", ["gan", "cgan", "tabgan", "diffusion"])
+@pytest.mark.parametrize("family", ["vae", "gan", "cgan", "tabgan", "diffusion"])
 def test_one_record_moves_private_networks_at_most_lr_clip_over_batch(family):
     bound = LR * CLIP / BATCH
     assert 0 < record_contribution(family, CLIP) <= bound * (1 + 1e-4)
@@ -167,7 +170,7 @@ def epoch_losses(output):
     return json.loads((output / "privacy.json").read_text())
 
 
-@pytest.mark.parametrize("family, epochs", [("gan", 3), ("cgan", 3), ("diffusion", 3), ("sinkhorn", 3)])
+@pytest.mark.parametrize("family, epochs", [("vae", 3), ("gan", 3), ("cgan", 3), ("diffusion", 3), ("sinkhorn", 3)])
 def test_image_family_trains_on_digits_and_exports(tmp_path, subprocess_env, capsys, family, epochs):
     output = tmp_path / family
     assert cli.main(["train", "--model", family, "--epochs", str(epochs), "--epsilon", "3", "--output", str(output),
@@ -180,7 +183,7 @@ def test_image_family_trains_on_digits_and_exports(tmp_path, subprocess_env, cap
     assert report["epsilon"] <= 3 and (output / "samples.png").exists()
     out = load_in_plain_tensorflow(output / "saved_model" / "1", subprocess_env)
     assert out["outputs"] == {"samples": [[6, 8, 8, 1], "float32"]} and out["same_seed_same"]
-    if family == "cgan":
+    if family in ("vae", "cgan"):  # conditional on the digits' labels
         assert out["signatures"] == ["sample_conditional", "serving_default"]
         assert out["conditional"] == {"samples": [3, 8, 8, 1]} and "num_classes=10" in out["bad_label"]
     else:

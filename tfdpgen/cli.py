@@ -35,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     from tfdpgen.data.tables import TABLES
     from tfdpgen.privacy.optimizers import OPTIMIZERS
     from tfdpgen.strategies import STRATEGIES
-    from tfdpgen.training import DEFAULT_EPSILON, MODELS
+    from tfdpgen.training import (DEFAULT_BATCH_SIZES, DEFAULT_EPOCHS, DEFAULT_EPSILON, DEFAULT_LEARNING_RATES,
+                                  FALLBACK_BATCH_SIZE, FALLBACK_EPOCHS, MODELS)
+
+    def per_model(table, fallback=None):
+        values = ", ".join(f"{name} {value:g}" for name, value in table.items())
+        return f"{values}, others {fallback:g}" if fallback is not None else values
 
     parser = OneLineParser(prog="tfdpgen", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -57,8 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--delta", type=float, help="target delta (default: a power of ten at least 10x below 1/N)")
     train.add_argument("--noise-multiplier", type=float, help="noise std / clip norm; with --epsilon, stop at it")
     train.add_argument("--l2-norm-clip", type=float, default=1.0, help="per-example gradient clip norm C")
-    train.add_argument("--epochs", type=int, default=30)
-    train.add_argument("--batch-size", type=int, default=64, help="expected batch size (Poisson) or batch size")
+    train.add_argument("--epochs", type=int,
+                       help=f"default per model: {per_model(DEFAULT_EPOCHS, FALLBACK_EPOCHS)}")
+    train.add_argument("--batch-size", type=int,
+                       help="expected batch size (Poisson) or batch size; default per model: "
+                            f"{per_model(DEFAULT_BATCH_SIZES, FALLBACK_BATCH_SIZE)}")
     train.add_argument("--sampling", choices=["poisson", "shuffle"], default="poisson",
                        help="poisson is what the accounting assumes; shuffle reports with a caveat")
     train.add_argument("--accountant", choices=["rdp", "pld"], default="rdp")
@@ -66,8 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dp2-*: DP^2 delayed preconditioners (alternating phases of --dp2-delay DP-SGD and "
                             "preconditioned steps)")
     train.add_argument("--learning-rate", type=float,
-                       help="of the privately trained networks (default per model: vae 5e-3, gan/cgan/tabgan 5e-4, "
-                            "diffusion 2e-3, sinkhorn 5e-3)")
+                       help=f"of the privately trained networks; default per model: {per_model(DEFAULT_LEARNING_RATES)}")
     train.add_argument("--clipping", choices=["fixed", "adaptive"], default="fixed",
                        help="adaptive: the clip norm follows --target-quantile of the per-example gradient norms, "
                             "starting at --l2-norm-clip (part of the budget goes to a noised count)")
@@ -98,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="random: a random subset (fixed public seed; what membership-inference audits assume); "
                             "tail: the last records of the file (e.g. ../shared/data's fixed splits)")
     train.add_argument("--checkpoint-every", type=int, default=100, help="DP steps between checkpoints")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--quiet", action="store_true",
+                       help="no progress bar, and no closing train-on-synthetic accuracy on the held-out records")
 
     export = commands.add_parser("export", help="export a finished run for TensorFlow Serving as BASE/NAME/<version>",
                                  formatter_class=HelpFormatter)
