@@ -90,7 +90,7 @@ def test_multi_worker_mirrored_strategy_with_two_local_workers(subprocess_env):
 def test_cli_mirrored_over_two_cpu_devices_reports_the_single_device_epsilon(tmp_path, subprocess_env):
     output = tmp_path / "mirrored"
     command = [sys.executable, "-m", "tfdpgen.cli", "train", "--strategy", "mirrored", "--devices", "2",
-               "--epochs", "2", "--output", str(output)]
+               "--epochs", "2", "--batch-size", "64", "--output", str(output)]
     result = subprocess.run(command, env=subprocess_env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 replica(s)" in result.stdout

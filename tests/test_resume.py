@@ -14,7 +14,8 @@ import tfdpgen
 from tfdpgen import cli
 from tfdpgen.data.sampling import private_batches
 
-TRAIN = ["--epochs", "6", "--seed", "5", "--insecure-noise-seed", "5", "--checkpoint-every", "20", "--quiet"]
+TRAIN = ["--epochs", "6", "--batch-size", "64", "--seed", "5", "--insecure-noise-seed", "5", "--checkpoint-every", "20",
+         "--quiet"]
 SAMPLE = """
 import sys, json, tensorflow as tf
 fn = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]

@@ -96,6 +96,7 @@ def test_insecure_noise_seed_repeats_the_noise_and_every_output_says_so(tmp_path
     assert "only while that seed stays secret" in capsys.readouterr().err
     exported = json.loads((tmp_path / "base" / "m" / "1" / "assets" / "tfdpgen.json").read_text())
     assert exported["privacy"]["reproducible_noise"] is True
+    assert files_holding(tmp_path / "base", [seed] + secret_values(first)) == []  # the export, warm-up requests too
     assert cli.main(["evaluate", "--run", str(run), "--n-samples", "200"]) == 0
     assert "only while that seed stays secret" in capsys.readouterr().err
     assert json.loads((run / "evaluation.json").read_text())["privacy"]["reproducible_noise"] is True

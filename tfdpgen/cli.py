@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a DP generator (default: DP-VAE on scikit-learn digits)",
                                 formatter_class=HelpFormatter)
     train.add_argument("--model", choices=list(MODELS), default="vae",
-                       help="vae, gan, cgan (label-conditioned), tabgan (tables), diffusion (DPDM), sinkhorn")
+                       help="vae and cgan (label-conditioned), gan, tabgan (tables), diffusion (DPDM), sinkhorn")
     train.add_argument("--dataset", choices=DATASETS + TABLES,
                        help="images: digits (default; ships with scikit-learn), mnist/fashion_mnist (through TFDS); "
                             "tables (tabgan): breast_cancer (default; scikit-learn), adult (--data-dir "

@@ -1,8 +1,10 @@
 """DP-GAN and DP-CGAN for images: DCGAN-style networks; only the discriminator reads private records, and the
 generator learns from it alone (the training step, shared with the tabular GAN, is in models.adversarial).
 
-The conditional variant feeds a one-hot label to both networks (the discriminator's head reads its image features and
-the label) and samples by label; its generated rows take uniformly drawn labels.
+The conditional variant feeds a one-hot label to the generator beside z and judges with a projection discriminator
+(Miyato and Koyama, ICLR 2018): logit = psi(f(x)) + <embed(y), f(x)>, so the label acts on the image features and the
+discriminator can tell a "3" labelled 7 from a "3" labelled 3 (a head reading [f(x), one-hot] only adds a per-class
+bias, and a generator trained by it ignores its labels). Its generated rows take uniformly drawn labels.
 """
 import tensorflow as tf
 
@@ -51,10 +53,13 @@ class DPGAN(AdversarialModel):
         extra = num_classes or 0
         self.generator = generator_network(image_shape, latent_dim + extra)
         self.features = discriminator_features(image_shape)
-        self.head = tf.keras.Sequential([L.InputLayer(input_shape=(self.features.output_shape[-1] + extra,)),
-                                         L.Dense(1)], name="discriminator_head")
+        width = self.features.output_shape[-1]
+        self.head = tf.keras.Sequential([L.InputLayer(input_shape=(width,)), L.Dense(1)], name="discriminator_head")
+        self.label_embedding = None if num_classes is None else tf.keras.Sequential(
+            [L.InputLayer(input_shape=(num_classes,)), L.Dense(width, use_bias=False)], name="label_embedding")
 
-    private_networks = property(lambda self: [self.features, self.head])
+    private_networks = property(lambda self: [self.features, self.head] + (
+        [] if self.label_embedding is None else [self.label_embedding]))
     generator_networks = property(lambda self: [self.generator])
 
     def _one_hot(self, labels):
@@ -65,7 +70,11 @@ class DPGAN(AdversarialModel):
 
     def discriminate(self, images, labels, run=None):
         run = run or (lambda network, x: network(x, training=True))
-        return run(self.head, self._with_labels(run(self.features, images), labels))[:, 0]
+        features = run(self.features, images)
+        logits = run(self.head, features)[:, 0]
+        if self.label_embedding is None:
+            return logits
+        return logits + tf.reduce_sum(run(self.label_embedding, self._one_hot(labels)) * features, axis=-1)
 
     def random_labels(self, n, seed):
         return tf.random.stateless_uniform([n], seed=seed, maxval=self.num_classes, dtype=tf.int32)
