@@ -1,6 +1,6 @@
 """Every malformed flag or file ends with exit code 2 and one line naming it and the fix, before any training, and
-leaves what is on disk as it was: `tfdpgen train`, `evaluate`, `export` and `sample`, by a table of cases and by
-hypothesis over invalid numbers."""
+leaves what is on disk as it was: `tfdpgen train`, `evaluate`, `export`, `sample` and `serve`, by a table of cases and
+by hypothesis over invalid numbers."""
 import gzip
 import hashlib
 import math
@@ -113,6 +113,9 @@ RUN_CASES = [
     (["sample", "--run", "{tmp}/missing"], "--run {tmp}/missing is not a directory"),
     (["sample", "--server", "localhost:1"], "--server needs --model-name"),
     (["sample", "--run", "{run}", "-n", "lots"], "argument -n/--num-samples: invalid int value"),
+    (["sample", "--server", "127.0.0.1:1", "--model-name", "m"], "cannot reach 127.0.0.1:1"),
+    (["sample", "--server", "127.0.0.1:1", "--model-name", "m", "--rest"], "cannot reach http://127.0.0.1:1"),
+    (["serve", "--path", "{tmp}/missing", "--model-name", "m"], "--path {tmp}/missing holds no SavedModel"),
     (["evaluate", "--run", "{tmp}/missing"], "--run {tmp}/missing is not a directory"),
     (["evaluate", "--run", "{tmp}"], "is not a tfdpgen run (no run.json)"),
     (["evaluate", "--run", "{run}", "--n-samples", "-1"], "--n-samples must be a whole number in [1, 100000]"),

@@ -70,6 +70,9 @@ class SamplerClient:
         try:
             return method(request, timeout=self.timeout)
         except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.UNAVAILABLE:
+                raise ServingError("UNAVAILABLE", f"cannot reach {self.server} ({error.details()}): start the server "
+                                   "(TF Serving, or `tfdpgen serve`) or check --server HOST:PORT") from None
             raise ServingError(error.code().name, error.details()) from None
 
     def _grpc_predict(self, signature, inputs):
@@ -110,6 +113,9 @@ class SamplerClient:
             except ValueError:
                 message = error.reason
             raise ServingError(f"HTTP {error.code}", message) from None
+        except urllib.error.URLError as error:
+            raise ServingError("UNAVAILABLE", f"cannot reach {url} ({error.reason}): start the server (TF Serving, "
+                               "or `tfdpgen serve`) or check --server HOST:PORT (the REST port with --rest)") from None
 
     def _rest_predict(self, signature, inputs):
         body = {"signature_name": signature, "inputs": {k: np.asarray(v).tolist() for k, v in inputs.items()}}

@@ -35,6 +35,9 @@ class ServedModel:
         found = versions(path)
         self.version = found[-1] if found else 1
         self.export_dir = os.path.join(path, str(self.version)) if found else path
+        if not os.path.exists(os.path.join(self.export_dir, "saved_model.pb")):
+            raise ValueError(f"--path {path} holds no SavedModel: give BASE/NAME (numbered versions inside, as "
+                             "`tfdpgen export` writes) or one export directory.")
         self.name = name
         self.loaded = tf.saved_model.load(self.export_dir)
         with open(os.path.join(self.export_dir, "saved_model.pb"), "rb") as f:
