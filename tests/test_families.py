@@ -39,6 +39,8 @@ def make(family, seed=0):
         return DPVAE(image_shape=(8, 8, 1), num_classes=10, seed=5)
     if family == "diffusion":
         return DPDiffusion(image_shape=(8, 8, 1), multiplicity=4, hidden=32, seed=5)
+    if family == "csinkhorn":
+        return DPSinkhorn(image_shape=(8, 8, 1), latent_dim=8, num_classes=10, seed=5)
     return DPSinkhorn(image_shape=(8, 8, 1), latent_dim=8, seed=5)
 
 
@@ -98,16 +100,17 @@ def test_sinkhorn_closed_form_per_record_gradients_equal_autodiff():
     np.testing.assert_allclose(clipped, expected, rtol=1e-4, atol=1e-7)
 
 
-def test_sinkhorn_releases_a_clipped_gradient_of_the_generated_batch():
+@pytest.mark.parametrize("family", ["sinkhorn", "csinkhorn"])
+def test_sinkhorn_releases_a_clipped_gradient_of_the_generated_batch(family):
     """DP-Sinkhorn's private quantity is the gradient with respect to the generated batch: one outlier record moves
-    it by at most C/B; without clipping it would move it further."""
-    x, _ = outlier_batch("sinkhorn")
+    it by at most C/B; without clipping it would move it further (conditional: the label columns are in the norm)."""
+    x, y = outlier_batch("sinkhorn")
     norms = {}
     for clip in (0.01, 1e4):
-        model = make("sinkhorn")
+        model = make(family)
         compile_sgd(model, clip=clip)
         fake = model.fake_batch(False)
-        released, _, _ = model.private_fake_gradient(tf.constant(x), None, fake)
+        released, _, _ = model.private_fake_gradient(tf.constant(x), None, fake, labels=tf.constant(y))
         norms[clip] = float(tf.norm(released))
     assert norms[0.01] <= 0.01 / BATCH * (1 + 1e-4)
     assert norms[1e4] > 2 * 0.01 / BATCH
@@ -183,7 +186,7 @@ def test_image_family_trains_on_digits_and_exports(tmp_path, subprocess_env, cap
     assert report["epsilon"] <= 3 and (output / "samples.png").exists()
     out = load_in_plain_tensorflow(output / "saved_model" / "1", subprocess_env)
     assert out["outputs"] == {"samples": [[6, 8, 8, 1], "float32"]} and out["same_seed_same"]
-    if family in ("vae", "cgan"):  # conditional on the digits' labels
+    if family in ("vae", "cgan", "sinkhorn"):  # conditional on the digits' labels
         assert out["signatures"] == ["sample_conditional", "serving_default"]
         assert out["conditional"] == {"samples": [3, 8, 8, 1]} and "num_classes=10" in out["bad_label"]
     else:

@@ -8,6 +8,7 @@ from tfdpgen.data.images import load_images
 from tfdpgen.data.sampling import private_batches
 from tfdpgen.evaluation.images import tstr_accuracy
 from tfdpgen.models.gan import DPGAN
+from tfdpgen.models.sinkhorn import DPSinkhorn
 
 
 def fit_vae(images, epochs, batch_size, epsilon, image_shape):
@@ -59,13 +60,19 @@ def conditional_vae():
     return tfdpgen.DPVAE(image_shape=(8, 8, 1), num_classes=10, seed=0)
 
 
+def conditional_sinkhorn():
+    tf.keras.utils.set_random_seed(0)
+    return DPSinkhorn(image_shape=(8, 8, 1), num_classes=10, seed=0)
+
+
 def conditional_gan():
     tf.keras.utils.set_random_seed(0)
     return DPGAN(image_shape=(8, 8, 1), num_classes=10, seed=0)
 
 
 @pytest.mark.parametrize("make, epochs, batch_size, learning_rate, bar", [
-    (conditional_vae, 30, 128, 1e-2, 0.8), (conditional_gan, 60, 64, 5e-4, 0.5)], ids=["vae", "cgan"])
+    (conditional_vae, 30, 128, 1e-2, 0.8), (conditional_gan, 60, 64, 5e-4, 0.5),
+    (conditional_sinkhorn, 30, 64, 5e-3, 0.8)], ids=["vae", "cgan", "sinkhorn"])
 def test_conditional_family_draws_the_digit_its_label_names(make, epochs, batch_size, learning_rate, bar):
     """Train on synthetic, test on real: far above chance (0.1); the same model trained on shuffled labels (one that
     cannot use them, as a label-ignoring model) stays near chance, so the bar can fail."""

@@ -23,6 +23,10 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             action, self._get_default_metavar_for_optional(action))
 
 
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)  # no "(default: None)"
+
+
 class OneLineParser(argparse.ArgumentParser):
     """A usage error is one line (what is wrong, and where the help is) with exit code 2, not the usage block."""
 
@@ -35,19 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     from tfdpgen.data.tables import TABLES
     from tfdpgen.privacy.optimizers import OPTIMIZERS
     from tfdpgen.strategies import STRATEGIES
-    from tfdpgen.training import (DEFAULT_BATCH_SIZES, DEFAULT_EPOCHS, DEFAULT_EPSILON, DEFAULT_LEARNING_RATES,
-                                  FALLBACK_BATCH_SIZE, FALLBACK_EPOCHS, MODELS)
+    from tfdpgen.training import DEFAULT_EPSILON, DEFAULTS, MODELS, RECIPES
 
-    def per_model(table, fallback=None):
-        values = ", ".join(f"{name} {value:g}" for name, value in table.items())
-        return f"{values}, others {fallback:g}" if fallback is not None else values
+    def per_model(setting):
+        """'default per model: vae 256, others 64' for a setting of the recipes (training.RECIPES)."""
+        given = ", ".join(f"{name} {values[setting]:g}" for name, values in RECIPES.items() if setting in values)
+        others = f", others {DEFAULTS[setting]:g}" if setting in DEFAULTS else ""
+        return f"default per model: {given}{others}"
 
     parser = OneLineParser(prog="tfdpgen", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a DP generator (default: DP-VAE on scikit-learn digits)",
                                 formatter_class=HelpFormatter)
     train.add_argument("--model", choices=list(MODELS), default="vae",
-                       help="vae and cgan (label-conditioned), gan, tabgan (tables), diffusion (DPDM), sinkhorn")
+                       help="vae, cgan and sinkhorn (label-conditioned), gan, tabgan (tables), diffusion (DPDM)")
     train.add_argument("--dataset", choices=DATASETS + TABLES,
                        help="images: digits (default; ships with scikit-learn), mnist/fashion_mnist (through TFDS); "
                             "tables (tabgan): breast_cancer (default; scikit-learn), adult (--data-dir "
@@ -61,12 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "nor --noise-multiplier is given)")
     train.add_argument("--delta", type=float, help="target delta (default: a power of ten at least 10x below 1/N)")
     train.add_argument("--noise-multiplier", type=float, help="noise std / clip norm; with --epsilon, stop at it")
-    train.add_argument("--l2-norm-clip", type=float, default=1.0, help="per-example gradient clip norm C")
-    train.add_argument("--epochs", type=int,
-                       help=f"default per model: {per_model(DEFAULT_EPOCHS, FALLBACK_EPOCHS)}")
+    train.add_argument("--l2-norm-clip", type=float, help=f"per-example gradient clip norm C; {per_model('l2_norm_clip')}")
+    train.add_argument("--epochs", type=int, help=per_model("epochs"))
     train.add_argument("--batch-size", type=int,
-                       help="expected batch size (Poisson) or batch size; default per model: "
-                            f"{per_model(DEFAULT_BATCH_SIZES, FALLBACK_BATCH_SIZE)}")
+                       help=f"expected batch size (Poisson) or batch size; {per_model('batch_size')}")
     train.add_argument("--sampling", choices=["poisson", "shuffle"], default="poisson",
                        help="poisson is what the accounting assumes; shuffle reports with a caveat")
     train.add_argument("--accountant", choices=["rdp", "pld"], default="rdp")
@@ -74,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dp2-*: DP^2 delayed preconditioners (alternating phases of --dp2-delay DP-SGD and "
                             "preconditioned steps)")
     train.add_argument("--learning-rate", type=float,
-                       help=f"of the privately trained networks; default per model: {per_model(DEFAULT_LEARNING_RATES)}")
+                       help=f"of the privately trained networks; {per_model('learning_rate')}")
     train.add_argument("--clipping", choices=["fixed", "adaptive"], default="fixed",
                        help="adaptive: the clip norm follows --target-quantile of the per-example gradient norms, "
                             "starting at --l2-norm-clip (part of the budget goes to a noised count)")

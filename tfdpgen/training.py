@@ -37,20 +37,29 @@ from tfdpgen.strategies import make_strategy
 MODELS = {"vae": DPVAE, "gan": DPGAN, "cgan": DPGAN, "tabgan": DPTableGAN, "diffusion": DPDiffusion,
           "sinkhorn": DPSinkhorn}
 TABLE_MODELS = ("tabgan",)
-CONDITIONAL_IMAGE_MODELS = ("vae", "cgan")  # image families that take the labels (the label set is public schema)
+CONDITIONAL_IMAGE_MODELS = ("vae", "cgan", "sinkhorn")  # image families that take the labels (the label set is public schema)
 DEFAULT_DATASETS = {"tabgan": "breast_cancer"}
-# The learning rate of the privately trained network(s) when none is given (Adam; GAN discriminators learn slower so
-# that their generators keep up).
-DEFAULT_LEARNING_RATES = {"vae": 1e-2, "gan": 5e-4, "cgan": 5e-4, "tabgan": 5e-4, "diffusion": 2e-3,
-                          "sinkhorn": 5e-3}
-# Expected batch size and epochs when not given. The conditional VAE's were chosen on scikit-learn's public digits
-# (the default run): at the same epsilon, batch 256 for 120 epochs with Adam at 1e-2 gives class-readable digits where
-# batch 64 for 30 epochs gives blurs (train-on-synthetic accuracy on the held-out digits 0.89 against 0.66). The GANs
-# need many steps: on the digits without noise the conditional GAN reached 0.40 in 30 epochs, 0.68 in 60, 0.91 in 150
-# (0.65 and 0.69 in two runs at epsilon 3).
-DEFAULT_BATCH_SIZES = {"vae": 256}
-DEFAULT_EPOCHS = {"vae": 120, "gan": 150, "cgan": 150}
-FALLBACK_BATCH_SIZE, FALLBACK_EPOCHS = 64, 30
+# What a run uses for a setting it is not given: DEFAULTS, with its family's recipe on top. learning_rate is that of
+# the privately trained network(s) (Adam; GAN discriminators learn slower so that their generators keep up). Chosen on
+# scikit-learn's public digits (the default data), by the train-on-synthetic accuracy on its held-out digits at
+# epsilon 3: the conditional VAE reaches 0.84-0.89 with batch 256 for 120 epochs at 1e-2 (0.66 with batch 64 for 30
+# epochs at 5e-3). The GANs need many steps: without noise the conditional GAN reached 0.40 in 30 epochs, 0.68 in 60,
+# 0.91 in 150 (0.65 and 0.69 in two runs at epsilon 3). DP-Sinkhorn's per-record gradients with respect to the
+# generated batch have norms near 0.05: clipped at 1, the noise drowns them (0.18), clipped at 0.05 it reaches 0.82.
+DEFAULTS = {"batch_size": 64, "epochs": 30, "l2_norm_clip": 1.0}
+RECIPES = {"vae": {"batch_size": 256, "epochs": 120, "learning_rate": 1e-2},
+           "gan": {"epochs": 150, "learning_rate": 5e-4},
+           "cgan": {"epochs": 150, "learning_rate": 5e-4},
+           "tabgan": {"learning_rate": 5e-4},
+           "diffusion": {"learning_rate": 2e-3},
+           "sinkhorn": {"learning_rate": 5e-3, "l2_norm_clip": 0.05}}
+
+
+def recipe(model: str) -> dict:
+    """The settings `model` trains with where none is given."""
+    return {**DEFAULTS, **RECIPES[model]}
+
+
 DEFAULT_EPSILON = 3.0
 FINISHED_MARKER = "privacy.json"  # written last: its presence means the run finished
 RUN_CONFIG = "run.json"
@@ -208,7 +217,7 @@ def load_trained(run_dir: str):
 
 
 def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None, noise_multiplier=None,
-              l2_norm_clip=1.0, epochs=None, batch_size=None, sampling="poisson", accountant="rdp", optimizer="dp-adam",
+              l2_norm_clip=None, epochs=None, batch_size=None, sampling="poisson", accountant="rdp", optimizer="dp-adam",
               learning_rate=None, latent_dim=None, output=None, seed=None, strategy="default", devices=None,
               checkpoint_every=100, engine="fast", clipping="fixed", target_quantile=0.5, dp2_delay=100,
               dp2_learning_rate=None, schema=None, holdout=0.2, holdout_order="random", insecure_noise_seed=None,
@@ -241,9 +250,11 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
     if epsilon is None and noise_multiplier is None:
         epsilon = DEFAULT_EPSILON
     dataset = dataset or DEFAULT_DATASETS.get(model, "digits")
-    learning_rate = DEFAULT_LEARNING_RATES[model] if learning_rate is None else learning_rate
-    epochs = DEFAULT_EPOCHS.get(model, FALLBACK_EPOCHS) if epochs is None else epochs
-    batch_size = DEFAULT_BATCH_SIZES.get(model, FALLBACK_BATCH_SIZE) if batch_size is None else batch_size
+    defaults = recipe(model)
+    learning_rate = defaults["learning_rate"] if learning_rate is None else learning_rate
+    epochs = defaults["epochs"] if epochs is None else epochs
+    batch_size = defaults["batch_size"] if batch_size is None else batch_size
+    l2_norm_clip = defaults["l2_norm_clip"] if l2_norm_clip is None else l2_norm_clip
     optimizer = canonical_name(optimizer)
     config = {"model": model, "dataset": dataset, "data_dir": data_dir, "epsilon": epsilon, "delta": delta,
               "noise_multiplier": noise_multiplier, "l2_norm_clip": l2_norm_clip, "epochs": epochs,

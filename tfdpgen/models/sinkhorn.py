@@ -19,6 +19,12 @@ by at most C, which is the Poisson-subsampled Gaussian mechanism the accountant 
 
 Unlike the full Sinkhorn divergence, the generated-to-real direction and further Sinkhorn iterations (whose potentials
 couple all real records, so one record would move every term) are left out: they have no per-record decomposition.
+
+With `num_classes` it is class-conditional, as DP-Sinkhorn's conditional variant: the generator reads a one-hot label
+beside z, the generated batch takes a fixed, balanced set of labels (drawn from no record), and every point, real or
+generated, is its flattened image beside a scaled one-hot of its label, so the cost adds `label_cost` (in mean squared
+distance units) between points of different classes and each real record pulls only the generated points of its own
+class. Each l_i still depends on record i alone, so the clipping above is unchanged.
 """
 import tensorflow as tf
 
@@ -67,14 +73,19 @@ class SoftMinClipping:
 class DPSinkhorn(DPGenerativeModel):
     metric_names = ("loss",)
 
-    def __init__(self, image_shape=(8, 8, 1), latent_dim: int = 32, epsilon: float = 0.05, seed: int = None,
-                 **kwargs):
+    def __init__(self, image_shape=(8, 8, 1), latent_dim: int = 32, epsilon: float = 0.05, num_classes: int = None,
+                 label_cost: float = 1.0, seed: int = None, **kwargs):
         image_shape = tuple(int(size) for size in image_shape)
         if image_shape not in SHAPES:
             raise DataError(f"DPSinkhorn supports image shapes {list(SHAPES)}, got {image_shape}.")
         super().__init__(latent_dim=latent_dim, seed=seed, **kwargs)
-        self.image_shape, self.epsilon = image_shape, epsilon
-        self.generator = generator_network(image_shape, latent_dim)
+        self.image_shape, self.epsilon, self.num_classes = image_shape, epsilon, num_classes
+        pixels = 1
+        for size in image_shape:
+            pixels *= size
+        # a one-hot scaled by s adds 2 s^2 / (pixels + classes) to the mean squared distance between two classes
+        self.label_scale = 0.0 if num_classes is None else (label_cost * (pixels + num_classes) / 2) ** 0.5
+        self.generator = generator_network(image_shape, latent_dim + (num_classes or 0))
 
     private_networks = property(lambda self: [self.generator])
     generator_networks = property(lambda self: [self.generator])
@@ -89,42 +100,55 @@ class DPSinkhorn(DPGenerativeModel):
                              "the gradient with respect to the generated batch: use dp-sgd or dp-adam (fixed or "
                              "adaptive clipping).")
 
+    def fake_labels(self):
+        """The generated batch's labels: balanced over the classes, the same every step (nothing read from data)."""
+        return None if self.num_classes is None else tf.range(self.privacy.batch_size) % self.num_classes
+
     def fake_batch(self, training):
         # One generated batch for the whole global step: the same on every replica (no replica id in its seed).
         seed = tf.stack([self.random_key + 1, tf.cast(self.dp_steps, tf.int64)])
         z = tf.random.stateless_normal([self.privacy.batch_size, self.latent_dim], seed=seed, alg="philox")
-        return self.generator(z, training=training)
+        return self.generate(z, self.fake_labels(), training=training)
+
+    def points(self, images, labels):
+        """Rows the cost is computed on: the flattened images, beside their scaled one-hot labels if conditional."""
+        flat = tf.reshape(tf.cast(images, tf.float32), [tf.shape(images)[0], -1])
+        if self.num_classes is None:
+            return flat
+        return tf.concat([flat, self.label_scale * tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32),
+                                                              self.num_classes)], -1)
 
     def per_example_terms(self, x, y, training, fake=None):
         fake = self.fake_batch(training) if fake is None else fake
-        real = tf.reshape(tf.cast(x, tf.float32), [tf.shape(x)[0], -1])
-        return {"loss": soft_min_cost(real, tf.reshape(fake, [tf.shape(fake)[0], -1]), self.epsilon)}
+        return {"loss": soft_min_cost(self.points(x, y), self.points(fake, self.fake_labels()), self.epsilon)}
 
     def self_term(self, fake):
-        flat = tf.reshape(fake, [tf.shape(fake)[0], -1])
-        return 0.5 * self.privacy.batch_size * tf.reduce_mean(soft_min_cost(flat, flat, self.epsilon))
+        points = self.points(fake, self.fake_labels())
+        return 0.5 * self.privacy.batch_size * tf.reduce_mean(soft_min_cost(points, points, self.epsilon))
 
-    def private_fake_gradient(self, x, weights, fake, clip=None):
+    def private_fake_gradient(self, x, weights, fake, clip=None, labels=None):
         """The released gradient with respect to the generated batch: (sum_i clip(d l_i / dY, C) + noise) / B, this
-        replica's share; also the per-example loss and norms."""
-        real = tf.reshape(tf.cast(x, tf.float32), [tf.shape(x)[0], -1])
-        flat = tf.reshape(fake, [tf.shape(fake)[0], -1])
+        replica's share (its image part: the label columns are released too, and dropped); also the per-example loss
+        and norms."""
+        real = self.points(x, labels)
+        flat = self.points(fake, self.fake_labels())
         loss = soft_min_cost(real, flat, self.epsilon)
         if weights is not None:
             loss = loss * tf.cast(tf.reshape(weights, [-1]), loss.dtype)
         gradients, norms = private_gradients(SoftMinClipping(real, flat, self.epsilon, weights), None, loss, [flat],
                                              None, self.privacy.batch_size, self.dp_noise, self.dp_steps.read_value(),
                                              self.privacy.l2_norm_clip if clip is None else clip)
-        return tf.reshape(gradients[0], tf.shape(fake)), loss, norms
+        pixels = tf.reduce_prod(tf.shape(fake)[1:])
+        return tf.reshape(gradients[0][:, :pixels], tf.shape(fake)), loss, norms
 
     def train_step(self, data):
-        x, _, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
+        x, y, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
         replica = tf.distribute.get_replica_context()
         with tf.GradientTape() as generator_tape:
             fake = self.fake_batch(True)
         step = self.dp_steps.read_value()
         clip = self.step_clip_norm()
-        released, loss, norms = self.private_fake_gradient(x, weights, fake, clip)
+        released, loss, norms = self.private_fake_gradient(x, weights, fake, clip, y)
         released = replica.all_reduce(tf.distribute.ReduceOp.SUM, released)  # the shares make one release
         with tf.GradientTape() as self_tape:
             self_tape.watch(fake)
@@ -139,8 +163,14 @@ class DPSinkhorn(DPGenerativeModel):
         self.trackers["loss"].update_state(loss, sample_weight=weights)
         return self.step_logs()
 
-    def generate(self, z, labels=None):
-        return self.generator(z, training=False)
+    def generate(self, z, labels=None, training=False):
+        if self.num_classes is None:
+            return self.generator(z, training=training)
+        if labels is None:
+            raise ValueError("a conditional DP-Sinkhorn generates for given labels: pass labels (one per latent vector).")
+        one_hot = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), self.num_classes, dtype=z.dtype)
+        return self.generator(tf.concat([z, one_hot], -1), training=training)
 
     def get_config(self):
-        return {"image_shape": self.image_shape, "latent_dim": self.latent_dim, "epsilon": self.epsilon}
+        return {"image_shape": self.image_shape, "latent_dim": self.latent_dim, "epsilon": self.epsilon,
+                "num_classes": self.num_classes}

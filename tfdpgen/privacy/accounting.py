@@ -6,6 +6,7 @@ T-fold composition. RDP is the default accountant; PLD is tighter and slower.
 import math
 
 import dp_accounting
+from absl import logging as absl_logging
 
 ACCOUNTANTS = ("rdp", "pld")
 
@@ -59,11 +60,18 @@ def calibrate_noise_multiplier(target_epsilon: float, delta: float, sampling_pro
     if accountant == "pld":
         rdp_noise = calibrate_noise_multiplier(target_epsilon, delta, sampling_probability, steps, "rdp")
         bracket = dp_accounting.ExplicitBracketInterval(0.5 * rdp_noise, rdp_noise)
-    return float(dp_accounting.calibrate_dp_mechanism(
-        lambda: make_accountant(accountant),
-        lambda z: dp_sgd_event(z, sampling_probability, steps),
-        target_epsilon, delta, bracket_interval=bracket, tol=1e-5,
-    ))
+    # dp-accounting 0.6 warns for each RDP order it drops while the search tries small noise at large q (the bound
+    # over the remaining orders is still an upper bound): a wall of lines per run, so quiet during the search only.
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        return float(dp_accounting.calibrate_dp_mechanism(
+            lambda: make_accountant(accountant),
+            lambda z: dp_sgd_event(z, sampling_probability, steps),
+            target_epsilon, delta, bracket_interval=bracket, tol=1e-5,
+        ))
+    finally:
+        absl_logging.set_verbosity(verbosity)
 
 
 def max_steps_within(target_epsilon: float, noise_multiplier: float, sampling_probability: float, delta: float,
