@@ -137,6 +137,10 @@ class DPGenerativeModel(tf.keras.Model):
 
     num_classes = None  # conditional families: the number of labels `generate` takes
 
+    def one_hot(self, labels, dtype=tf.float32):
+        """Labels of any shape [B] or [B, 1] as one-hot rows [B, num_classes]."""
+        return tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), self.num_classes, dtype=dtype)
+
     def non_private_step(self) -> dict:
         """Updates after the DP step of networks that never read private records (a GAN's generator, trained from the
         privately trained discriminator only: post-processing). Takes no data by design. Returns metrics."""

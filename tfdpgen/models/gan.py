@@ -62,11 +62,8 @@ class DPGAN(AdversarialModel):
         [] if self.label_embedding is None else [self.label_embedding]))
     generator_networks = property(lambda self: [self.generator])
 
-    def _one_hot(self, labels):
-        return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
-
     def _with_labels(self, tensor, labels):
-        return tensor if self.num_classes is None else tf.concat([tensor, self._one_hot(labels)], axis=-1)
+        return tensor if self.num_classes is None else tf.concat([tensor, self.one_hot(labels)], axis=-1)
 
     def discriminate(self, images, labels, run=None):
         run = run or (lambda network, x: network(x, training=True))
@@ -74,7 +71,7 @@ class DPGAN(AdversarialModel):
         logits = run(self.head, features)[:, 0]
         if self.label_embedding is None:
             return logits
-        return logits + tf.reduce_sum(run(self.label_embedding, self._one_hot(labels)) * features, axis=-1)
+        return logits + tf.reduce_sum(run(self.label_embedding, self.one_hot(labels)) * features, axis=-1)
 
     def random_labels(self, n, seed):
         return tf.random.stateless_uniform([n], seed=seed, maxval=self.num_classes, dtype=tf.int32)

@@ -115,8 +115,7 @@ class DPSinkhorn(DPGenerativeModel):
         flat = tf.reshape(tf.cast(images, tf.float32), [tf.shape(images)[0], -1])
         if self.num_classes is None:
             return flat
-        return tf.concat([flat, self.label_scale * tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32),
-                                                              self.num_classes)], -1)
+        return tf.concat([flat, self.label_scale * self.one_hot(labels)], -1)
 
     def per_example_terms(self, x, y, training, fake=None):
         fake = self.fake_batch(training) if fake is None else fake
@@ -168,8 +167,7 @@ class DPSinkhorn(DPGenerativeModel):
             return self.generator(z, training=training)
         if labels is None:
             raise ValueError("a conditional DP-Sinkhorn generates for given labels: pass labels (one per latent vector).")
-        one_hot = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), self.num_classes, dtype=z.dtype)
-        return self.generator(tf.concat([z, one_hot], -1), training=training)
+        return self.generator(tf.concat([z, self.one_hot(labels, z.dtype)], -1), training=training)
 
     def get_config(self):
         return {"image_shape": self.image_shape, "latent_dim": self.latent_dim, "epsilon": self.epsilon,

@@ -41,7 +41,7 @@ class DPTableGAN(AdversarialModel):
             start += column.width
 
     def _raw(self, z, labels, training):
-        return self.generator(tf.concat([z, tf.one_hot(labels, self.num_classes)], -1), training=training)
+        return self.generator(tf.concat([z, self.one_hot(labels)], -1), training=training)
 
     def relaxed_rows(self, z, labels, seed, training=True):
         """Generated rows in the encoded space, categories Gumbel-softmax relaxed (what the discriminator sees)."""
@@ -56,7 +56,7 @@ class DPTableGAN(AdversarialModel):
 
     def discriminate(self, rows, labels, run=None):
         run = run or (lambda network, x: network(x, training=True))
-        return run(self.discriminator, tf.concat([rows, tf.one_hot(labels, self.num_classes)], -1))[:, 0]
+        return run(self.discriminator, tf.concat([rows, self.one_hot(labels)], -1))[:, 0]
 
     def fake_rows(self, seed, training=True):
         """A fixed number of relaxed generated rows with uniformly drawn conditions (independent of the private

@@ -81,7 +81,7 @@ class DPVAE(DPGenerativeModel):
             x = tf.reshape(x, [-1, self.encoder.input_shape[-1] - (self.num_classes or 0)])
         if self.num_classes is None:
             return x
-        one_hot = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), self.num_classes, dtype=x.dtype)
+        one_hot = self.one_hot(labels, x.dtype)
         if len(x.shape) == 4:
             one_hot = tf.broadcast_to(one_hot[:, None, None, :], tf.concat([tf.shape(x)[:3], [self.num_classes]], 0))
         return tf.concat([x, one_hot], -1)
@@ -89,7 +89,7 @@ class DPVAE(DPGenerativeModel):
     def decoder_input(self, z, labels):
         if self.num_classes is None:
             return z
-        return tf.concat([z, tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), self.num_classes, dtype=z.dtype)], -1)
+        return tf.concat([z, self.one_hot(labels, z.dtype)], -1)
 
     @property
     def private_networks(self):
