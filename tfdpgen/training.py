@@ -42,7 +42,7 @@ DEFAULT_DATASETS = {"tabgan": "breast_cancer"}
 # What a run uses for a setting it is not given: DEFAULTS, with its family's recipe on top. learning_rate is that of
 # the privately trained network(s) (Adam; GAN discriminators learn slower so that their generators keep up). Chosen on
 # scikit-learn's public digits (the default data), by the train-on-synthetic accuracy on its held-out digits at
-# epsilon 3: the conditional VAE reaches 0.84-0.89 with batch 256 for 120 epochs at 1e-2 (0.66 with batch 64 for 30
+# epsilon 3: the conditional VAE reaches 0.86-0.89 with batch 256 for 120 epochs at 1e-2 (0.66 with batch 64 for 30
 # epochs at 5e-3). The GANs need many steps: without noise the conditional GAN reached 0.40 in 30 epochs, 0.68 in 60,
 # 0.91 in 150 (0.65 and 0.69 in two runs at epsilon 3). DP-Sinkhorn's per-record gradients with respect to the
 # generated batch have norms near 0.05: clipped at 1, the noise drowns them (0.18), clipped at 0.05 it reaches 0.82.
