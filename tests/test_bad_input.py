@@ -103,6 +103,20 @@ def finished_run(tmp_path_factory):
     return run
 
 
+@pytest.fixture(scope="module")
+def unconditional_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("unconditional") / "run"
+    assert cli.main(["train", "--model", "gan", "--output", str(run), "--epochs", "1", "--quiet"]) == 0
+    return run
+
+
+def test_labels_for_an_unconditional_model_are_refused_in_one_line(capsys, unconditional_run):
+    before = snapshot(unconditional_run)
+    line = one_line_error(capsys, ["sample", "--run", str(unconditional_run), "--labels", "3"])
+    assert "--labels needs a conditional model" in line
+    assert snapshot(unconditional_run) == before
+
+
 RUN_CASES = [
     (["sample", "--run", "{run}", "-n", "-3"], "--num-samples must be at least 1, got -3"),
     (["sample", "--run", "{run}", "-n", "0"], "--num-samples must be at least 1"),

@@ -27,7 +27,7 @@ def draw_samples(run=None, server=None, model_name=None, rest=False, num_samples
                          f"answers 1 to {largest} per request (draw more with several seeds).")
     if labels is not None:
         if metadata.get("num_classes") is None:
-            raise ValueError("--labels needs a conditional model (vae, cgan, tabgan); this one is not.")
+            raise ValueError("--labels needs a conditional model (one trained on labelled data); this one is not.")
         if not all(0 <= label < metadata["num_classes"] for label in labels):
             raise ValueError(f"--labels must be in [0, {metadata['num_classes']}), got {labels}.")
     signatures = tf.saved_model.load(path).signatures
