@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a DP generator (default: DP-VAE on scikit-learn digits)",
                                 formatter_class=HelpFormatter)
     train.add_argument("--model", choices=list(MODELS), default="vae",
-                       help="vae, cgan and sinkhorn (label-conditioned), gan, tabgan (tables), diffusion (DPDM)")
+                       help="vae, cgan and sinkhorn (label-conditioned), gan, tabgan and marginal (tables; marginal: "
+                            "AIM-selected noisy marginals and a mixture of products), diffusion (DPDM)")
     train.add_argument("--dataset", choices=DATASETS + TABLES,
                        help="images: digits (default; ships with scikit-learn), mnist/fashion_mnist (through TFDS); "
                             "tables (tabgan): breast_cancer (default; scikit-learn), adult (--data-dir "
@@ -108,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="random: a random subset (fixed public seed; what membership-inference audits assume); "
                             "tail: the last records of the file (e.g. ../shared/data's fixed splits)")
     train.add_argument("--checkpoint-every", type=int, default=100, help="DP steps between checkpoints")
+    train.add_argument("--components", type=int,
+                       help="marginal: components of the mixture of products (default 1000)")
+    train.add_argument("--bins", type=int, help="marginal: equal bins per numeric column over its declared bounds "
+                                                "(default 16)")
     train.add_argument("--quiet", action="store_true",
                        help="no progress bar, and no closing train-on-synthetic accuracy on the held-out records")
 
@@ -226,7 +231,9 @@ def main(argv=None) -> int:
                       target_quantile=args.target_quantile, dp2_delay=args.dp2_delay,
                       dp2_learning_rate=args.dp2_learning_rate, schema=args.schema, holdout=args.holdout,
                       holdout_order=args.holdout_order, insecure_noise_seed=args.insecure_noise_seed,
-                      verbose=0 if args.quiet else 1)
+                      verbose=0 if args.quiet else 1,
+                      marginal={name: value for name, value in (("components", args.components), ("bins", args.bins))
+                                if value is not None})
     except (ValueError, CheckpointError, PrivacyBudgetExhausted, ServingError, TFPrivacyMissing, OSError) as error:
         print(f"tfdpgen: error: {flag_names(str(error))}", file=sys.stderr)  # bad input: one line, what to do
         return 2

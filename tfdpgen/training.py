@@ -25,6 +25,7 @@ from tfdpgen.export.saved_model import export_sampler
 from tfdpgen.data.tables import TableSchema, load_table
 from tfdpgen.models.diffusion import DPDiffusion
 from tfdpgen.models.gan import DPGAN
+from tfdpgen.models.marginal import DPMarginalTable
 from tfdpgen.models.sinkhorn import DPSinkhorn
 from tfdpgen.models.tabular_gan import DPTableGAN
 from tfdpgen.models.vae import DPVAE
@@ -35,10 +36,10 @@ from tfdpgen.privacy.settings import PrivacySettings
 from tfdpgen.strategies import make_strategy
 
 MODELS = {"vae": DPVAE, "gan": DPGAN, "cgan": DPGAN, "tabgan": DPTableGAN, "diffusion": DPDiffusion,
-          "sinkhorn": DPSinkhorn}
-TABLE_MODELS = ("tabgan",)
+          "sinkhorn": DPSinkhorn, "marginal": DPMarginalTable}
+TABLE_MODELS = ("tabgan", "marginal")
 CONDITIONAL_IMAGE_MODELS = ("vae", "cgan", "sinkhorn")  # image families that take the labels (the label set is public schema)
-DEFAULT_DATASETS = {"tabgan": "breast_cancer"}
+DEFAULT_DATASETS = {"tabgan": "breast_cancer", "marginal": "breast_cancer"}
 # What a run uses for a setting it is not given: DEFAULTS, with its family's recipe on top. learning_rate is that of
 # the privately trained network(s) (Adam; GAN discriminators learn slower so that their generators keep up). Chosen on
 # scikit-learn's public digits (the default data), by the train-on-synthetic accuracy on its held-out digits at
@@ -200,7 +201,10 @@ def load_trained(run_dir: str):
         metadata = json.load(f)
     family = metadata["family"]
     kwargs = {"latent_dim": metadata["latent_dim"]}
-    if family in TABLE_MODELS:
+    if family == "marginal":
+        kwargs = {"schema": TableSchema.from_dict(metadata["schema"]), "components": metadata["components"],
+                  "bins": metadata["bins"]}
+    elif family in TABLE_MODELS:
         kwargs["schema"] = TableSchema.from_dict(metadata["schema"])
     else:
         kwargs["image_shape"] = metadata["image_shape"]
@@ -221,7 +225,7 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
               learning_rate=None, latent_dim=None, output=None, seed=None, strategy="default", devices=None,
               checkpoint_every=100, engine="fast", clipping="fixed", target_quantile=0.5, dp2_delay=100,
               dp2_learning_rate=None, schema=None, holdout=0.2, holdout_order="random", insecure_noise_seed=None,
-              verbose=1) -> str:
+              verbose=1, marginal=None) -> str:
     """Train a DP generator into `output`, or resume the unfinished run there. Returns the run directory.
 
     `holdout` of the records (a fraction, or a count; a random subset, or the last ones with holdout_order="tail")
@@ -234,9 +238,23 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
     no secret, is recorded in run.json.
 
     Every check (output directory, data, settings, strategy) runs before anything is written or trained.
+
+    `model="marginal"` takes no DP-SGD step (marginal_training.train_marginal_run; `marginal` holds its own settings,
+    components and bins) and refuses DP-SGD settings given to it.
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}: choose one of {sorted(MODELS)}.")
+    if marginal and model != "marginal":
+        raise ValueError(f"--components and --bins are settings of the marginal family, not of {model}.")
+    if model == "marginal":  # no DP-SGD steps: measured marginals and a fit (marginal_training)
+        from tfdpgen.marginal_training import train_marginal_run
+        return train_marginal_run(
+            dataset=dataset, data_dir=data_dir, schema=schema, epsilon=epsilon, delta=delta,
+            noise_multiplier=noise_multiplier, output=output, seed=seed, holdout=holdout, holdout_order=holdout_order,
+            insecure_noise_seed=insecure_noise_seed, verbose=verbose, epochs=epochs, batch_size=batch_size,
+            l2_norm_clip=l2_norm_clip, learning_rate=learning_rate, latent_dim=latent_dim,
+            dp2_learning_rate=dp2_learning_rate, sampling=sampling, accountant=accountant, optimizer=optimizer,
+            clipping=clipping, engine=engine, strategy=strategy, **(marginal or {}))
     if checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be at least 1 step, got {checkpoint_every}.")
     for flag, rate in (("--learning-rate", learning_rate), ("--dp2-learning-rate", dp2_learning_rate)):
@@ -324,7 +342,9 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
                                                secrets["sampling_seed"], network.dp_steps),
            [checkpoint], verbose)
     checkpoint.save()
-    finish_run(output, network, model, dataset, settings, verbose, insecure_noise_seed is not None)
+    report = network.privacy_report()
+    finish_run(output, network, model, dataset, report, privacy_statement(settings, report["steps"]), verbose,
+               insecure_noise_seed is not None)
     if verbose and model in CONDITIONAL_IMAGE_MODELS and len(held_out_records[0]) >= 20:
         print(synthetic_accuracy_line(network, *held_out_records, dataset))
     return output
@@ -341,9 +361,9 @@ def synthetic_accuracy_line(network, held_out, held_out_labels, dataset, count=2
             "the DP guarantee; `tfdpgen evaluate --run` gives more)")
 
 
-def finish_run(output, network, model, dataset, settings, verbose=1, insecure_noise=False):
-    """Write the export, the pictures and the statement, then privacy.json last; drop the secrets."""
-    report = network.privacy_report()
+def finish_run(output, network, model, dataset, report, statement, verbose=1, insecure_noise=False):
+    """Write the export, the pictures and `statement` (privacy.txt), then `report` as privacy.json last; drop the
+    secrets."""
     report["reproducible_noise"] = insecure_noise
     if insecure_noise:
         report["warning"] = INSECURE_NOISE_WARNING
@@ -352,6 +372,8 @@ def finish_run(output, network, model, dataset, settings, verbose=1, insecure_no
                 "tensorflow_version": tf.__version__}
     if model in TABLE_MODELS:
         metadata["schema"] = network.schema.to_dict()
+    if model == "marginal":
+        metadata.update(components=network.components, bins=network.bins)
     else:
         metadata["image_shape"] = list(network.image_shape)
     partial = os.path.join(output, "saved_model", ".1.partial")
@@ -371,10 +393,11 @@ def finish_run(output, network, model, dataset, settings, verbose=1, insecure_no
     else:
         save_image_grid(network.sample(64, seed=0), os.path.join(output, "samples.png"), title=title)
     with open(os.path.join(output, "privacy.txt"), "w") as f:
-        f.write(privacy_statement(settings, report["steps"]))
+        f.write(statement)
     with open(os.path.join(output, FINISHED_MARKER), "w") as f:
         json.dump(report, f, indent=2)
     delete_secrets(output)
     if verbose:
-            print(f"spent epsilon={report['epsilon']} at delta={report['delta']:.0e} in {report['steps']} steps; "
-                  f"wrote {output}/ (privacy.json, samples.png, saved_model/1)")
+        spent = f"in {report['steps']} steps" if "steps" in report else f"in {len(report['releases'])} releases"
+        print(f"spent epsilon={report['epsilon']} at delta={report['delta']:.0e} {spent}; wrote {output}/ "
+              "(privacy.json, samples.png, saved_model/1)")

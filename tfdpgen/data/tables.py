@@ -138,6 +138,23 @@ def encode(rows: List[dict], schema: TableSchema) -> TableData:
     return TableData(np.stack(parts), np.asarray(labels, np.int32), schema, "")
 
 
+def table_codes(data: TableData, bins: int) -> np.ndarray:
+    """[N, columns] integer codes in the schema's column order, condition included: a category's index, or a number's
+    bin among `bins` equal bins over its declared bounds."""
+    codes, start = [], 0
+    for column in data.schema.columns:
+        if column.name == data.schema.condition:
+            codes.append(data.labels)
+            continue
+        part = data.features[:, start:start + column.width]
+        start += column.width
+        if column.type == "categorical":
+            codes.append(np.argmax(part, 1))
+        else:
+            codes.append(np.clip(((part[:, 0] + 1) / 2 * bins).astype(int), 0, bins - 1))
+    return np.stack(codes, 1).astype(np.int64)
+
+
 def load_table(name: str = "breast_cancer", data_dir=None, schema_path=None) -> TableData:
     if schema_path is not None or (data_dir is not None and name not in TABLES):
         if data_dir is None or schema_path is None:

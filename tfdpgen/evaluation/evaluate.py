@@ -23,7 +23,10 @@ FEATURE_NOTE = ("Frechet distance and precision/recall use the penultimate featu
 
 
 def per_example_losses(model, x, y, report) -> np.ndarray:
-    """The model's own per-example loss (negative ELBO, discriminator loss on real rows, denoising loss, ...)."""
+    """The model's own per-example loss (negative ELBO, discriminator loss on real rows, denoising loss, the marginal
+    family's negative log-likelihood, ...)."""
+    if hasattr(model, "record_losses"):
+        return model.record_losses(x, y)
     settings = PrivacySettings(dataset_size=report["dataset_size"], batch_size=report["batch_size"],
                                epochs=max(report["epochs"], 1.0), l2_norm_clip=report["l2_norm_clip"],
                                noise_multiplier=report["noise_multiplier"], delta=report["delta"])

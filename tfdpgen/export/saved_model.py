@@ -1,6 +1,7 @@
 """SavedModel export of a generator: `serving_default(num_samples: int32, seed: int64) -> {"samples": float32}`;
 conditional families add `sample_conditional(labels: int32 [n], seed: int64)`; tabular families return one output
-per column instead of "samples".
+per column instead of "samples". `serving_default` of a conditional family draws labels uniformly, except for a model
+whose `samples_joint` is true (the marginal family), which draws them from its own joint distribution.
 
 Only the generator networks' variables are saved; sampling uses stateless random ops, so a seed reproduces its
 samples. The SavedModel loads with `tf.saved_model.load` alone: no tfdpgen, no Keras.
@@ -43,7 +44,7 @@ def export_sampler(model, export_dir, max_samples: int = DEFAULT_MAX_SAMPLES, me
     def sample(num_samples, seed):
         num_samples = check_size(num_samples)
         labels = None
-        if num_classes is not None:  # labels uniformly at random, from the same seed
+        if num_classes is not None and not getattr(model, "samples_joint", False):  # labels uniformly at random
             labels = tf.random.stateless_uniform(tf.stack([num_samples]), seed=tf.stack([seed, tf.ones_like(seed)]),
                                                  maxval=num_classes, dtype=tf.int32)
         return draw(num_samples, seed, labels)

@@ -1,0 +1,139 @@
+"""One run of the marginal family (`tfdpgen train --model marginal`): AIM-selected noisy marginals of a table, and a
+mixture of products fitted to them (privacy.aim, models.marginal).
+
+What reads the private records: the Gaussian measurements of the chosen marginals and the exponential-mechanism
+choices (their scores compare the true marginals with the model's). Everything after them, the fit, the export and the
+samples, is post-processing. The run writes the same files as a DP-SGD run (run.json, split.json, checkpoints/,
+privacy.json last, privacy.txt, samples.png, saved_model/1) and privacy.json lists every release.
+"""
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tfdpgen.checkpoints import INSECURE_NOISE_WARNING, load_or_create_secrets
+from tfdpgen.data.tables import TABLES, load_table, table_codes
+from tfdpgen.models.marginal import DEFAULT_BINS, DEFAULT_COMPONENTS, DPMarginalTable
+from tfdpgen.privacy.aim import estimate_total, measure_exactly, run_aim
+from tfdpgen.privacy.ledger import PrivacyLedger, rho_for_epsilon
+from tfdpgen.privacy.settings import default_delta
+
+MAX_CELLS = 10_000  # the largest marginal AIM may measure (AIM's own workload cap)
+FINAL_FIT_STEPS = 2000  # the last fit, after every release: post-processing, so it can take its time
+# Flags of DP-SGD that mean nothing here: given, they are refused rather than ignored.
+DP_SGD_ONLY = ("epochs", "batch_size", "l2_norm_clip", "learning_rate", "latent_dim", "dp2_learning_rate")
+
+
+def check_flags(given: dict, noise_multiplier) -> None:
+    for name, value in given.items():
+        if name in DP_SGD_ONLY and value is not None:
+            raise ValueError(f"--{name.replace('_', '-')} is a DP-SGD setting; the marginal family has no training "
+                             "steps (it measures marginals and fits to them): leave it out.")
+    if noise_multiplier not in (None, 0):
+        raise ValueError("the marginal family calibrates its noise from --epsilon; --noise-multiplier takes only 0 "
+                         "there (a non-private run, for sanity checks).")
+    defaults = {"sampling": "poisson", "accountant": "rdp", "optimizer": "dp-adam", "clipping": "fixed",
+                "engine": "fast", "strategy": "default"}
+    for name, default in defaults.items():
+        if given.get(name, default) != default:
+            raise ValueError(f"--{name} is a DP-SGD setting; the marginal family does not use it: leave it out.")
+
+
+def privacy_text(report: dict) -> str:
+    if report["epsilon"] is None:
+        return "No noise was added (--noise-multiplier 0): no differential privacy statement applies.\n"
+    counts = report["mechanisms"]
+    return (f"This run made {counts.get('gaussian', 0)} Gaussian releases of marginal counts (L2 sensitivity 1 each) "
+            f"and {counts.get('exponential', 0)} exponential-mechanism choices of which marginal to measure, from "
+            f"{report['dataset_size']} private records, spending rho = {report['rho']:.6g} (zero-concentrated DP) "
+            f"in all. Composed by dp_accounting's RDP accountant, the run satisfies ({report['epsilon']:.6g}, "
+            f"{report['delta']:.0e})-differential privacy for adding or removing one record (target epsilon "
+            f"{report['target_epsilon']}). The schema (columns, categories, numeric bounds and bins) is public and not "
+            "protected. privacy.json lists every release.\n")
+
+
+def train_marginal_run(dataset=None, data_dir=None, schema=None, epsilon=None, delta=None, noise_multiplier=None,
+                       output=None, seed=None, holdout=0.2, holdout_order="random", insecure_noise_seed=None,
+                       components=DEFAULT_COMPONENTS, bins=DEFAULT_BINS, max_cells=MAX_CELLS, verbose=1, **given):
+    """Train the marginal family into `output`; `given` holds the DP-SGD flags, refused if set. Returns `output`."""
+    from tfdpgen import training  # the run directory's conventions live there
+    check_flags(given, noise_multiplier)
+    private = noise_multiplier != 0
+    if private:
+        epsilon = training.DEFAULT_EPSILON if epsilon is None else epsilon
+        if not (math.isfinite(epsilon) and epsilon > 0):
+            raise ValueError(f"--epsilon must be a positive number, got {epsilon!r}.")
+    elif epsilon is not None:
+        raise ValueError("--noise-multiplier 0 is a non-private run: leave --epsilon out.")
+    if delta is not None and not 0 < delta < 1:
+        raise ValueError(f"--delta must be in (0, 1), got {delta!r}.")
+    for name, value, low in (("--components", components, 1), ("--bins", bins, 2), ("max_cells", max_cells, 2)):
+        if not (isinstance(value, int) and value >= low):
+            raise ValueError(f"{name} must be a whole number of at least {low}, got {value!r}.")
+    dataset = dataset or training.DEFAULT_DATASETS["marginal"]
+    if schema is None and dataset not in TABLES:
+        raise ValueError(f"the marginal family takes tables: --dataset {' or '.join(TABLES)}, or a CSV with "
+                         "--data-dir and --schema.")
+    config = {"model": "marginal", "dataset": dataset, "data_dir": data_dir, "schema": schema, "epsilon": epsilon,
+              "delta": delta, "noise_multiplier": noise_multiplier, "seed": seed, "holdout": holdout,
+              "holdout_order": holdout_order, "components": components, "bins": bins, "max_cells": max_cells,
+              "insecure_noise_seed_given": insecure_noise_seed is not None}
+    output = output or training.default_output("marginal", dataset)
+    if training.check_output_dir(output, config):
+        raise training.RunDirectoryError(
+            f"--output {output} holds an unfinished marginal run. It cannot be resumed (its noisy measurements were "
+            "not kept), and what it released before it stopped counts against your data's budget too. Give a new "
+            "directory. Nothing was overwritten.")
+    data = load_table(dataset, data_dir, schema)
+    total = len(data.labels)
+    held_out = training.held_out_count(total, holdout)
+    train, _ = training.split_indices(total, held_out, holdout_order)
+    codes = table_codes(data, bins)[train]
+    delta = delta or default_delta(len(train))
+    tf.keras.utils.set_random_seed(seed if seed is not None else np.random.SeedSequence().entropy % 2**31)
+    network = DPMarginalTable(data.schema, components=components, bins=bins, seed=seed)
+
+    os.makedirs(output, exist_ok=True)
+    with open(os.path.join(output, training.RUN_CONFIG), "w") as f:
+        json.dump(config, f, indent=2)
+    with open(os.path.join(output, training.SPLIT), "w") as f:
+        json.dump({"records": total, "held_out_count": held_out, "order": holdout_order, "seed": training.HOLDOUT_SEED,
+                   "note": "record indices in the order the data set loads; held_out_indices never trained the model",
+                   "held_out_indices": training.split_indices(total, held_out, holdout_order)[1].tolist()}, f)
+    secrets = load_or_create_secrets(output, insecure_noise_seed)
+    ledger, started = PrivacyLedger(), time.time()
+    names = [column.name for column in data.schema.columns]
+    rho = rho_for_epsilon(epsilon, delta) * (1 - 1e-9) if private else math.inf  # never above the target
+    if verbose:
+        print(f"DP marginals on {dataset} ({len(train)} records, {len(names)} columns, "
+              f"{'epsilon ' + format(epsilon, 'g') + ' = rho ' + format(rho, '.4g') + ' zCDP' if private else 'no DP'}"
+              f", delta {delta:.0e}): AIM selection, mixture of {components} products")
+    if insecure_noise_seed is not None:
+        print(f"tfdpgen: warning: {INSECURE_NOISE_WARNING}", file=sys.stderr)
+    if private:
+        measurements = run_aim(codes, network.sizes, network.condition_index, rho, network,
+                               np.random.default_rng(secrets["noise_key"]), ledger, names, max_cells,
+                               log=print if verbose else (lambda line: None))
+    else:
+        measurements = measure_exactly(codes, network.sizes, network.condition_index, max_cells)
+    network.fit(measurements, estimate_total(measurements), steps=FINAL_FIT_STEPS)
+    tf.train.Checkpoint(model=network).save(os.path.join(output, "checkpoints", "ckpt"))
+    epsilon_spent = ledger.epsilon(delta) if private else None
+    report = {"epsilon": epsilon_spent, "delta": delta, "target_epsilon": epsilon, "accountant": "rdp",
+              "method": "AIM selection (McKenna et al. 2022) of noisy marginals; a mixture of products fitted to them",
+              "rho": ledger.rho if private else None, "rho_budget": rho if private else None,
+              "mechanisms": ledger.counts(), "releases": ledger.to_list(), "dataset_size": len(train),
+              "measured_marginals": [" x ".join(names[i] for i in m.clique) for m in measurements],
+              "composition": "each release enters by its zCDP bound (Gaussian: 1/(2 sigma^2) at sensitivity 1; "
+                             "exponential mechanism: epsilon^2/8), composed by dp_accounting's RdpAccountant as "
+                             "Gaussian events of equal Renyi curves",
+              "adjacency": "add-or-remove-one record (example-level DP)", "training_seconds": time.time() - started}
+    if not private:
+        report["note"] = "noise_multiplier is 0: this run has no differential privacy guarantee."
+    training.finish_run(output, network, "marginal", dataset, report, privacy_text(report), verbose,
+                        insecure_noise_seed is not None)
+    return output

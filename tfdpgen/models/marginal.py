@@ -1,0 +1,205 @@
+"""A table generator fitted to noisy marginals: a mixture of K product distributions, as a Keras model.
+
+p(x) = sum_k pi_k prod_j softmax(logits_kj)[x_j]: each component is independent across columns, the mixture carries
+their dependencies (RAP, Aydore et al. ICML 2021, and GEM, Liu, Vietri and Wu NeurIPS 2021, fit such a generator to
+noisy marginal answers; mbi ships the same family as MixtureOfProducts). Any marginal is exact and cheap: the
+mixture of the components' outer products, a few matrix products. The private part is only which marginals are
+measured and their noise (privacy.aim); fitting the mixture to the measurements is post-processing, so it is fitted
+well: weighted least squares, sum_r ||N p_r - y_r||^2 / sigma_r^2 (the Gaussian likelihood of the measurements, as
+Private-PGM's estimator uses), with Adam.
+
+Columns are those of the declared schema, the condition column included: categories as declared, numeric columns cut
+into `bins` equal bins over their declared bounds (public, so the domain costs no privacy); a numeric value is drawn
+uniformly within its bin. Sampling by the condition draws a component from its posterior given the label, so
+`sample_conditional` draws from p(x | label) exactly; `serving_default` draws from the joint.
+"""
+import numpy as np
+import tensorflow as tf
+
+from tfdpgen.data.tables import TableData, TableSchema, table_codes
+
+DEFAULT_COMPONENTS = 256
+MAX_ANSWER_CELLS = 50_000_000  # the answer tensor A (condition values x W x W) stays under 200 MB
+DEFAULT_BINS = 16
+
+
+def domain_sizes(schema: TableSchema, bins: int = DEFAULT_BINS):
+    return [column.width if column.type == "categorical" else bins for column in schema.columns]
+
+
+def inverse_cdf(probabilities, uniforms):
+    """Per row, the index whose cumulative probability first exceeds the row's uniform."""
+    cumulative = tf.math.cumsum(probabilities, axis=-1)
+    index = tf.searchsorted(cumulative, uniforms[:, None] * cumulative[:, -1:], side="right")[:, 0]
+    return tf.minimum(index, tf.shape(probabilities)[-1] - 1)
+
+
+class DPMarginalTable(tf.keras.Model):
+    """`fit(measurements, total)` fits the mixture to marginal measurements (privacy.aim.Measurement); `marginal`
+    answers any marginal of at most two columns, or three with the condition; `generate(z, labels)` decodes to the
+    schema's columns, like the tabular GAN's.
+
+    Every such marginal is a slice of one tensor: A[v, a, b] = sum_k pi_k P_k(condition = v) P_k(a) P_k(b) over all
+    (column, value) pairs a and b, a few matrix products (so fitting traces one graph for any set of measurements).
+    """
+
+    def __init__(self, schema: TableSchema, components: int = DEFAULT_COMPONENTS, bins: int = DEFAULT_BINS,
+                 seed: int = None, fit_steps: int = 100, learning_rate: float = 0.05, **kwargs):
+        super().__init__(**kwargs)
+        self.schema = schema
+        self.components = components
+        self.bins = bins
+        self.sizes = domain_sizes(schema, bins)
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).tolist()
+        self.condition_index = [c.name for c in schema.columns].index(schema.condition)
+        self.num_classes = self.sizes[self.condition_index]
+        width = self.offsets[-1]
+        if self.num_classes * width ** 2 > MAX_ANSWER_CELLS:
+            raise ValueError(f"the table's domain is too wide for the marginal family ({width} values over all columns): "
+                             "use fewer --bins or merge rare categories.")
+        self.latent_dim = 2 * len(self.sizes) + 1  # one uniform for the component, two per column (value, within bin)
+        self.fit_steps = fit_steps
+        self.learning_rate = learning_rate
+        init = tf.random.stateless_normal([components, width], seed=[0 if seed is None else seed, 7])
+        self.logits = tf.Variable(0.5 * init, name="logits")
+        self.weight_logits = tf.Variable(tf.zeros([components]), name="weight_logits")
+        self.fitted_total = tf.Variable(0.0, trainable=False, name="fitted_total")  # N estimated from measurements
+        self._optimizer = tf.keras.optimizers.legacy.Adam(learning_rate)
+        variables = [self.logits, self.weight_logits]
+        signature = [tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64),
+                     tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float32)]
+
+        def fit_step(cells, segments, targets, weights):
+            with tf.GradientTape() as tape:
+                fitted = tf.math.unsorted_segment_sum(tf.gather(self.answers(), cells), segments, tf.size(targets))
+                loss = tf.reduce_sum(weights * tf.square(fitted - targets))
+            self._optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return loss
+
+        self._fit_step = tf.function(fit_step, input_signature=signature)
+        self._gather = tf.function(lambda cells: tf.gather(self.answers(), cells),
+                                   input_signature=[tf.TensorSpec([None], tf.int64)])
+
+    samples_joint = True  # serving_default draws the condition from the model, not uniformly
+    generator_networks = property(lambda self: [self])
+    private_networks = property(lambda self: [])
+
+    def column_probabilities(self, column):
+        start, end = self.offsets[column], self.offsets[column + 1]
+        return tf.nn.softmax(self.logits[:, start:end], axis=-1)
+
+    def answers(self):
+        """[one-way (W), with the condition (V x W), A (V x W x W)] flattened, W values over all columns, V the
+        condition's: every marginal the model answers is a gather from it (`cells`)."""
+        pi = tf.nn.softmax(self.weight_logits)
+        probabilities = tf.concat([self.column_probabilities(c) for c in range(len(self.sizes))], 1)
+        condition = pi[:, None] * self.column_probabilities(self.condition_index)  # [K, V]
+        pairs = tf.einsum("kv,ka,kb->vab", condition, probabilities, probabilities)
+        return tf.concat([tf.linalg.matvec(probabilities, pi, transpose_a=True),
+                          tf.reshape(tf.matmul(condition, probabilities, transpose_a=True), [-1]),
+                          tf.reshape(pairs, [-1])], 0)
+
+    def cells(self, clique) -> np.ndarray:
+        """Where the cells of the marginal over `clique` (increasing column indices) lie in `answers()`, C order."""
+        clique = tuple(clique)
+        width, classes, target = self.offsets[-1], self.num_classes, self.condition_index
+        grids = np.meshgrid(*[np.arange(self.sizes[c]) for c in clique], indexing="ij")
+        value = {c: self.offsets[c] + grid.ravel() for c, grid in zip(clique, grids)}  # position among all W values
+        others = [c for c in clique if c != target]
+        if target in clique:
+            label = value[target] - self.offsets[target]
+        if len(clique) == 1:
+            return value[clique[0]]
+        if len(clique) == 2 and target in clique:
+            return width + label * width + value[others[0]]
+        if len(clique) == 2:  # summed over the condition's values: the indices of every v, added in `marginal`
+            return np.stack([width + classes * width + v * width * width + value[others[0]] * width + value[others[1]]
+                             for v in range(classes)])
+        if len(clique) == 3 and target in clique:
+            return width + classes * width + label * width * width + value[others[0]] * width + value[others[1]]
+        raise ValueError(f"the marginal family answers marginals of up to two columns, or three with the condition "
+                         f"column; got columns {clique}.")
+
+    def marginal(self, clique) -> np.ndarray:
+        return self.marginals([clique])[0]
+
+    def marginals(self, cliques) -> list:
+        """Several marginals (probabilities, flattened in C order) from one evaluation of the model."""
+        cells = [self.cells(clique) for clique in cliques]
+        flat = self._gather(tf.constant(np.concatenate([c.ravel() for c in cells]), tf.int64)).numpy()
+        out, start = [], 0
+        for c in cells:
+            part = flat[start:start + c.size].astype(np.float64).reshape(c.shape)
+            out.append(part.sum(0) if c.ndim == 2 else part)
+            start += c.size
+        return out
+
+    def fit(self, measurements, total, steps=None):
+        """Weighted least squares of the measurements, sum_r ||p_r - y_r / N||^2 / (sigma_r / N)^2 (post-processing
+        of the releases), `steps` Adam steps. Warm-starts from the current parameters, so each AIM round only adjusts
+        the fit. Returns the last loss."""
+        total = float(total)
+        self.fitted_total.assign(total)
+        cells, segments, targets, weights, count = [], [], [], [], 0
+        for m in measurements:
+            index = self.cells(m.clique)
+            cells.append(index.ravel())  # a 2-way marginal sums its cells over the condition's values
+            segments.append(np.tile(np.arange(count, count + m.values.size), index.size // m.values.size))
+            count += m.values.size
+            targets.append(m.values / total)
+            variance = (max(m.stddev, 1.0) / total) ** 2 * len(measurements)
+            weights.append(np.full(m.values.size, 1 / variance))
+        arguments = [tf.constant(np.concatenate(cells), tf.int64), tf.constant(np.concatenate(segments), tf.int64),
+                     tf.constant(np.concatenate(targets), tf.float32), tf.constant(np.concatenate(weights), tf.float32)]
+        for _ in range(steps or self.fit_steps):
+            loss = self._fit_step(*arguments)
+        return float(loss)
+
+    def record_log_likelihood(self, codes) -> tf.Tensor:
+        """log p(x) of records given as codes [N, columns] (for membership audits)."""
+        codes = tf.convert_to_tensor(codes, tf.int32)
+        log_joint = tf.nn.log_softmax(self.weight_logits)[None, :]
+        for column in range(len(self.sizes)):
+            log_p = tf.nn.log_softmax(self.logits[:, self.offsets[column]:self.offsets[column + 1]], -1)
+            log_joint += tf.transpose(tf.gather(log_p, codes[:, column], axis=1))
+        return tf.reduce_logsumexp(log_joint, 1)
+
+    def record_losses(self, features, labels) -> np.ndarray:
+        """-log p(record) of encoded records (data.tables' encoding): the loss a membership attack thresholds."""
+        codes = table_codes(TableData(np.asarray(features), np.asarray(labels), self.schema, ""), self.bins)
+        return -self.record_log_likelihood(codes).numpy()
+
+    def generate(self, z, labels=None):
+        """One output per original column (categories as their declared strings, numbers within their bin) for
+        standard-normal `z` [n, latent_dim]; with `labels`, the condition column is those labels."""
+        uniforms = 0.5 * (1 + tf.math.erf(tf.cast(z, tf.float32) / np.sqrt(2)))
+        columns = len(self.sizes)
+        log_weights = tf.nn.log_softmax(self.weight_logits)[None, :]
+        if labels is not None:  # the posterior of the component given the label
+            labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+            log_condition = tf.math.log(self.column_probabilities(self.condition_index) + 1e-30)
+            log_weights = log_weights + tf.transpose(tf.gather(log_condition, labels, axis=1))
+        posterior = tf.exp(log_weights - tf.reduce_logsumexp(log_weights, 1, keepdims=True))
+        posterior = tf.broadcast_to(posterior, [tf.shape(z)[0], self.components])
+        component = inverse_cdf(posterior, uniforms[:, 0])
+        out = {}
+        for index, column in enumerate(self.schema.columns):
+            if index == self.condition_index and labels is not None:
+                codes = labels
+            else:
+                codes = inverse_cdf(tf.gather(self.column_probabilities(index), component), uniforms[:, 1 + index])
+            if column.type == "categorical":
+                out[column.name] = tf.gather(tf.constant(column.values), codes)
+            else:
+                within = uniforms[:, 1 + columns + index]
+                width = (column.max - column.min) / self.bins
+                out[column.name] = column.min + (tf.cast(codes, tf.float32) + within) * width
+        return out
+
+    def sample(self, num_samples: int, seed: int = 0, labels=None):
+        """`num_samples` rows from the joint, or from p(x | label) for given `labels`."""
+        z = tf.random.stateless_normal([num_samples, self.latent_dim], seed=[seed, 0])
+        return {name: values.numpy() for name, values in self.generate(z, labels).items()}
+
+    def get_config(self):
+        return {"schema": self.schema.to_dict(), "components": self.components, "bins": self.bins}
