@@ -48,7 +48,7 @@ def test_table_distances_on_known_cases():
                    "x": rng.uniform(size=n)}
     real = tables.codes(independent, schema)
     same = tables.marginal_distances(real, real, schema)
-    assert same == {"tv_1way_mean": 0.0, "tv_2way_mean": 0.0}
+    assert same == {"tv_1way_mean": 0.0, "tv_2way_mean": 0.0, "tv_3way_target_mean": 0.0}
     assert tables.association_difference(real, real) == 0.0
     # another independent sample: marginals close, associations near 0 on both sides
     other = tables.codes({"a": rng.integers(0, 3, n).astype(str), "b": rng.integers(0, 4, n).astype(str),

@@ -41,12 +41,22 @@ def total_variation(a: np.ndarray, b: np.ndarray, size: int) -> float:
 
 
 def marginal_distances(real: np.ndarray, synthetic: np.ndarray, schema: TableSchema) -> dict:
-    """Mean TV distance over all 1-way and over all 2-way marginals."""
+    """Mean TV distance over all 1-way marginals, all 2-way marginals, and all 3-way marginals that hold the
+    condition column."""
     widths = sizes(schema)
-    one = [total_variation(real[:, i], synthetic[:, i], widths[i]) for i in range(len(widths))]
-    two = [total_variation(real[:, i] * widths[j] + real[:, j], synthetic[:, i] * widths[j] + synthetic[:, j],
-                           widths[i] * widths[j]) for i, j in itertools.combinations(range(len(widths)), 2)]
-    return {"tv_1way_mean": float(np.mean(one)), "tv_2way_mean": float(np.mean(two)) if two else 0.0}
+    target = [column.name for column in schema.columns].index(schema.condition)
+
+    def tv(columns):
+        shape = [widths[c] for c in columns]
+        flat = lambda codes: np.ravel_multi_index(tuple(codes[:, c] for c in columns), shape)  # noqa: E731
+        return total_variation(flat(real), flat(synthetic), int(np.prod(shape)))
+
+    others = [c for c in range(len(widths)) if c != target]
+    one = [tv((i,)) for i in range(len(widths))]
+    two = [tv(pair) for pair in itertools.combinations(range(len(widths)), 2)]
+    three = [tv(pair + (target,)) for pair in itertools.combinations(others, 2)]
+    return {"tv_1way_mean": float(np.mean(one)), "tv_2way_mean": float(np.mean(two)) if two else 0.0,
+            "tv_3way_target_mean": float(np.mean(three)) if three else 0.0}
 
 
 def cramers_v(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,0 +1,200 @@
+"""Synthetic tables side by side on the Adult split: tfdpgen's marginal family and tabular GAN, MST and AIM (mbi).
+
+    .venv-bench/bin/python benchmarks/tabular_utility.py                          # every method, epsilon 1 and 10
+    .venv-bench/bin/python benchmarks/tabular_utility.py --methods marginal mst --seeds 0 1 2   # headline rows
+    .venv-bench/bin/python benchmarks/tabular_utility.py --markdown               # the README table from the JSON
+
+The environment: Python >= 3.12 with `pip install -e '.[baselines]'` (mbi needs NumPy 2; see benchmarks/
+mbi_baselines.py). Data: ../shared/data/adult, rows 0..39,999 private, 40,000..48,841 held out; target income>50K;
+delta 1e-5. Every method gets the same zCDP budget for its epsilon (tfdpgen.privacy.ledger.rho_for_epsilon) and
+releases 40,000 rows; the held-out rows are read only for the scores:
+- gradient-boosted trees and logistic regression trained on the synthetic rows, ROC AUC on the held-out rows;
+- mean total-variation distance of every 1-way and 2-way marginal, and of every 3-way marginal with the target,
+  synthetic rows against the held-out rows ("real" rows: the 40,000 training rows themselves, the floor that the
+  held-out rows' own sampling noise sets);
+- training time; for tfdpgen's runs, `tfdpgen evaluate`'s membership audit (empirical epsilon against the claim).
+Finished rows are kept in benchmarks/results/tabular_utility.json (a row is (method, epsilon, seed)); a rerun adds the
+missing ones. The picture: benchmarks/results/tabular_utility.png.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import tfdpgen  # noqa: E402,F401
+import numpy as np  # noqa: E402
+
+from tfdpgen.data.tables import load_table, table_codes  # noqa: E402
+from tfdpgen.evaluation import tables  # noqa: E402
+from tfdpgen.evaluation.evaluate import evaluate_run, synthetic_labels  # noqa: E402
+from tfdpgen.privacy.ledger import rho_for_epsilon  # noqa: E402
+from tfdpgen.training import load_trained, train_run  # noqa: E402
+
+ADULT = os.path.join(HERE, "..", "..", "shared", "data", "adult")
+RESULTS = os.path.join(HERE, "results", "tabular_utility.json")
+TRAIN_ROWS, DELTA = 40_000, 1e-5
+METHODS = ("real", "marginal", "mst", "aim", "tabgan")
+
+
+def scores(columns, held_out, schema):
+    synthetic_codes, real_codes = tables.codes(columns, schema), tables.codes(held_out, schema)
+    row = tables.marginal_distances(real_codes, synthetic_codes, schema)
+    efficacy = tables.ml_efficacy(columns, held_out, schema)
+    row.update(gbt_auc=efficacy["gradient_boosting"]["roc_auc"], lr_auc=efficacy["logistic_regression"]["roc_auc"])
+    return row
+
+
+def tfdpgen_run(method, epsilon, seed, work, held_out_labels, num_classes):
+    run = os.path.join(work, f"{method}-{epsilon}-{seed}")
+    started = time.time()
+    train_run(model=method, dataset="adult", data_dir=ADULT, epsilon=epsilon, delta=DELTA, holdout=len(held_out_labels),
+              holdout_order="tail", output=run, seed=seed, verbose=0)
+    seconds = time.time() - started
+    model, _ = load_trained(run)
+    if method == "marginal":
+        columns = model.sample(TRAIN_ROWS, seed=seed)  # the model's own joint, condition included
+    else:  # the GAN generates for given conditions: at the held-out frequencies, as `tfdpgen evaluate` does
+        columns = model.sample(TRAIN_ROWS, seed=seed, labels=synthetic_labels(held_out_labels, TRAIN_ROWS,
+                                                                               num_classes, seed))
+    audit = evaluate_run(run, n_samples=10_000, verbose=False)["membership_inference"]
+    return columns, seconds, {"empirical_epsilon": audit["empirical_epsilon_lower_bound"],
+                              "audit_consistent": audit["consistent"]}
+
+
+def baseline_run(method, epsilon, seed, codes, schema):
+    import mbi_baselines
+    sizes = [column.width for column in schema.columns]
+    rng, rho = np.random.default_rng(seed), rho_for_epsilon(epsilon, DELTA)
+    started = time.time()
+    if method == "mst":
+        synthetic = mbi_baselines.mst(codes, sizes, rho, rng, rows=TRAIN_ROWS)
+    else:
+        target = [column.name for column in schema.columns].index(schema.condition)
+        synthetic = mbi_baselines.aim(codes, sizes, rho, rng, target, rows=TRAIN_ROWS, log=lambda line: None)
+    seconds = time.time() - started
+    return {c.name: np.array(c.values)[synthetic[:, i]] for i, c in enumerate(schema.columns)}, seconds, {}
+
+
+def load_rows():
+    if os.path.exists(RESULTS):
+        with open(RESULTS) as f:
+            return json.load(f)["rows"]
+    return []
+
+
+def save_rows(rows):
+    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+    with open(RESULTS, "w") as f:
+        json.dump({"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "delta": DELTA,
+                   "data": "Adult, rows 0..39999 private, 40000..48841 held out (../shared/data/adult)",
+                   "rows": rows}, f, indent=1)
+
+
+def summarize(rows):
+    """Mean and spread over seeds per (method, epsilon)."""
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["epsilon"]), []).append(row)
+    out = []
+    for (method, epsilon), group in sorted(groups.items(), key=lambda item: (METHODS.index(item[0][0]),
+                                                                             item[0][1] or 0)):
+        summary = {"method": method, "epsilon": epsilon, "seeds": len(group)}
+        for key in ("gbt_auc", "lr_auc", "tv_1way_mean", "tv_2way_mean", "tv_3way_target_mean", "seconds"):
+            values = np.array([row[key] for row in group])
+            summary[key], summary[key + "_spread"] = float(values.mean()), float(values.max() - values.min())
+        summary["audit_consistent"] = all(row.get("audit_consistent", True) for row in group)
+        summary["empirical_epsilon"] = max((row.get("empirical_epsilon", 0.0) for row in group), default=0.0)
+        out.append(summary)
+    return out
+
+
+def markdown(rows):
+    lines = ["| method | epsilon | seeds | boosted trees AUC | logistic AUC | 1-way TV | 2-way TV | 3-way TV (target) "
+             "| time (s) | audit: empirical epsilon |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in summarize(rows):
+        spread = lambda key: f" ±{s[key + '_spread'] / 2:.3f}" if s["seeds"] > 1 else ""  # noqa: E731
+        audit = f"{s['empirical_epsilon']:.2f}" if s["method"] in ("marginal", "tabgan") else "-"
+        lines.append(f"| {s['method']} | {s['epsilon'] if s['epsilon'] else '-'} | {s['seeds']} | "
+                     f"{s['gbt_auc']:.3f}{spread('gbt_auc')} | {s['lr_auc']:.3f} | {s['tv_1way_mean']:.3f} | "
+                     f"{s['tv_2way_mean']:.3f}{spread('tv_2way_mean')} | {s['tv_3way_target_mean']:.3f} | "
+                     f"{s['seconds']:.0f} | {audit} |")
+    return "\n".join(lines)
+
+
+def plot(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    summary = summarize(rows)
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for method in METHODS[1:]:
+        points = [s for s in summary if s["method"] == method]
+        if not points:
+            continue
+        eps = [s["epsilon"] for s in points]
+        for axis, key in zip(axes, ("gbt_auc", "tv_2way_mean")):
+            axis.errorbar(eps, [s[key] for s in points], yerr=[s[key + "_spread"] / 2 for s in points], marker="o",
+                          capsize=3, label=method)
+    real = [s for s in summary if s["method"] == "real"]
+    for axis, key, title in zip(axes, ("gbt_auc", "tv_2way_mean"),
+                                ("boosted trees ROC AUC on held-out rows (higher is better)",
+                                 "mean 2-way TV to held-out rows (lower is better)")):
+        if real:
+            axis.axhline(real[0][key], color="grey", linestyle="--", label="real training rows")
+        axis.set_xscale("log")
+        axis.set_xlabel("epsilon (delta 1e-5)")
+        axis.set_title(title, fontsize=9)
+        axis.legend(fontsize=8)
+    figure.suptitle("Adult: synthetic tables at equal privacy (40,000 private rows)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 10.0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--markdown", action="store_true", help="print the README table from the results and stop")
+    args = parser.parse_args()
+    rows = load_rows()
+    if args.markdown:
+        print(markdown(rows))
+        return
+    if not os.path.isdir(ADULT):
+        sys.exit(f"{ADULT} is absent: this benchmark needs ../shared/data/adult.")
+    data = load_table("adult", ADULT)
+    schema, codes = data.schema, table_codes(data, 16)
+    held_out = tables.decode_encoded(data.features[TRAIN_ROWS:], data.labels[TRAIN_ROWS:], schema)
+    train_columns = tables.decode_encoded(data.features[:TRAIN_ROWS], data.labels[:TRAIN_ROWS], schema)
+    done = {(row["method"], row["epsilon"], row["seed"]) for row in rows}
+    with tempfile.TemporaryDirectory() as work:
+        for method in args.methods:
+            for epsilon in ([None] if method == "real" else args.epsilons):
+                for seed in ([0] if method == "real" else args.seeds):
+                    if (method, epsilon, seed) in done:
+                        continue
+                    if method == "real":
+                        columns, seconds, extra = train_columns, 0.0, {}
+                    elif method in ("marginal", "tabgan"):
+                        columns, seconds, extra = tfdpgen_run(method, epsilon, seed, work, data.labels[TRAIN_ROWS:],
+                                                              len(schema.condition_column.values))
+                    else:
+                        columns, seconds, extra = baseline_run(method, epsilon, seed, codes[:TRAIN_ROWS], schema)
+                    row = {"method": method, "epsilon": epsilon, "seed": seed, "seconds": seconds,
+                           **scores(columns, held_out, schema), **extra}
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+                    save_rows(rows)
+    plot(rows, os.path.join(HERE, "results", "tabular_utility.png"))
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
