@@ -372,10 +372,10 @@ def finish_run(output, network, model, dataset, report, statement, verbose=1, in
                 "tensorflow_version": tf.__version__}
     if model in TABLE_MODELS:
         metadata["schema"] = network.schema.to_dict()
-    if model == "marginal":
-        metadata.update(components=network.components, bins=network.bins)
     else:
         metadata["image_shape"] = list(network.image_shape)
+    if model == "marginal":
+        metadata.update(components=network.components, bins=network.bins)
     partial = os.path.join(output, "saved_model", ".1.partial")
     final = os.path.join(output, "saved_model", "1")
     for leftover in (partial, final):  # an export of this unfinished run, interrupted before privacy.json
