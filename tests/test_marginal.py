@@ -198,7 +198,6 @@ def test_non_private_run_learns_breast_cancer(tmp_path):
     assert run_cli("--output", run, "--noise-multiplier", "0", "--components", "32") == 0
     with open(os.path.join(run, "privacy.json")) as f:
         assert json.load(f)["epsilon"] is None
-    model = DPMarginalTable(load_table("breast_cancer").schema, components=32)
     from tfdpgen.training import load_split, load_trained
     model, _ = load_trained(run)
     _, _, test, test_labels, data, _ = load_split(run)

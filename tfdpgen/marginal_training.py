@@ -6,7 +6,6 @@ choices (their scores compare the true marginals with the model's). Everything a
 samples, is post-processing. The run writes the same files as a DP-SGD run (run.json, split.json, checkpoints/,
 privacy.json last, privacy.txt, samples.png, saved_model/1) and privacy.json lists every release.
 """
-import json
 import math
 import os
 import sys
@@ -98,12 +97,7 @@ def train_marginal_run(dataset=None, data_dir=None, schema=None, epsilon=None, d
     network = DPMarginalTable(data.schema, components=components, bins=bins, seed=seed)
 
     os.makedirs(output, exist_ok=True)
-    with open(os.path.join(output, training.RUN_CONFIG), "w") as f:
-        json.dump(config, f, indent=2)
-    with open(os.path.join(output, training.SPLIT), "w") as f:
-        json.dump({"records": total, "held_out_count": held_out, "order": holdout_order, "seed": training.HOLDOUT_SEED,
-                   "note": "record indices in the order the data set loads; held_out_indices never trained the model",
-                   "held_out_indices": training.split_indices(total, held_out, holdout_order)[1].tolist()}, f)
+    training.write_run_files(output, config, total, held_out, holdout_order)
     secrets = load_or_create_secrets(output, insecure_noise_seed)
     ledger, started = PrivacyLedger(), time.time()
     names = [column.name for column in data.schema.columns]

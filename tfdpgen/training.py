@@ -161,6 +161,16 @@ def split_indices(size: int, count: int, order: str):
     return np.setdiff1d(np.arange(size), held_out), held_out
 
 
+def write_run_files(output: str, config: dict, records: int, held_out: int, order: str) -> None:
+    """run.json (the settings) and split.json (which records trained the model) of a new run."""
+    with open(os.path.join(output, RUN_CONFIG), "w") as f:
+        json.dump(config, f, indent=2)
+    with open(os.path.join(output, SPLIT), "w") as f:
+        json.dump({"records": records, "held_out_count": held_out, "order": order, "seed": HOLDOUT_SEED,
+                   "note": "record indices in the order the data set loads; held_out_indices never trained the model",
+                   "held_out_indices": split_indices(records, held_out, order)[1].tolist()}, f)
+
+
 def load_split(run_dir: str):
     """(train records, train labels, held-out records, held-out labels, data, split) of a run: its data reloaded
     and split as split.json says."""
@@ -304,13 +314,7 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
     make_optimizer(optimizer, settings, learning_rate, engine, dp2_delay, dp2_learning_rate)  # checks, before writing
     os.makedirs(output, exist_ok=True)
     if not resuming:
-        with open(os.path.join(output, RUN_CONFIG), "w") as f:
-            json.dump(config, f, indent=2)
-        with open(os.path.join(output, SPLIT), "w") as f:
-            json.dump({"records": total, "held_out_count": held_out, "order": holdout_order, "seed": HOLDOUT_SEED,
-                       "note": "record indices in the order the data set loads; held_out_indices never trained "
-                               "the model", "held_out_indices": split_indices(total, held_out, holdout_order)[1].tolist()},
-                      f)
+        write_run_files(output, config, total, held_out, holdout_order)
     secrets = load_or_create_secrets(output, insecure_noise_seed)
     with distribution.scope():
         network.compile(privacy=settings, optimizer=optimizer, learning_rate=learning_rate,
