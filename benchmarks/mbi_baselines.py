@@ -15,6 +15,8 @@ from mbi import Dataset, Domain, LinearMeasurement, junction_tree
 from mbi.estimation import MirrorDescent
 from scipy.cluster.hierarchy import DisjointSet
 
+from tfdpgen.privacy.aim import candidate_weights, workload
+
 
 def _dataset(codes, sizes):
     names = [str(i) for i in range(len(sizes))]
@@ -34,9 +36,8 @@ def _exponential(scores, epsilon, sensitivity, rng):
     return int(np.argmax(epsilon * scores / (2 * sensitivity) + rng.gumbel(size=scores.size)))
 
 
-def _synthetic_codes(model, names, rows):
-    synthetic = model.synthetic_data(rows)
-    return np.stack([np.asarray(synthetic.data[name]) for name in names], 1)
+def _codes(dataset, names):
+    return np.stack([np.asarray(dataset.data[name]) for name in names], 1)
 
 
 def mst(codes, sizes, rho, rng, rows=None, iters=3000):
@@ -68,22 +69,15 @@ def mst(codes, sizes, rho, rng, rows=None, iters=3000):
     twos = _measure(small, tree, sigma, rng)
     model = MirrorDescent().estimate(small.domain, ones + twos, iters=iters)
     synthetic = model.synthetic_data(rows or codes.shape[0])
-    if mapping:
-        synthetic = synthetic.decompress(mapping)
-    return np.stack([np.asarray(synthetic.data[name]) for name in names], 1)
+    return _codes(synthetic.decompress(mapping) if mapping else synthetic, names)
 
 
 def aim(codes, sizes, rho, rng, target, max_cells=10_000, max_model_size=80.0, iters=1000, rows=None, log=print):
     """AIM with the workload tfdpgen's marginal family uses (every 2-way marginal and every 3-way one holding
     `target`, at most `max_cells` cells), its model-size cap (`max_model_size` MB, AIM's default 80) and Private-PGM."""
     data, names = _dataset(codes, sizes)
-    columns = range(len(sizes))
-    work = [pair for pair in itertools.combinations(columns, 2)]
-    work += [tuple(sorted(pair + (target,))) for pair in itertools.combinations([c for c in columns if c != target], 2)]
-    work = [clique for clique in work if np.prod([sizes[c] for c in clique]) <= max_cells]
-    closure = {subset for clique in work for size in range(1, len(clique) + 1)
-               for subset in itertools.combinations(clique, size)}
-    weights = {tuple(names[c] for c in r): float(sum(len(set(r) & set(s)) for s in work)) for r in closure}
+    weights = {tuple(names[c] for c in r): weight
+               for r, weight in candidate_weights(workload(sizes, target, max_cells)).items()}
     answers = {r: np.asarray(data.project(r).datavector(), np.float64) for r in weights}
     rounds = 16 * len(sizes)
     sigma = math.sqrt(rounds / (2 * 0.9 * rho))
@@ -109,4 +103,4 @@ def aim(codes, sizes, rho, rng, target, max_cells=10_000, max_model_size=80.0, i
         log(f"AIM: measured {chosen}, budget used {used / rho:.1%}")
         if np.abs(np.asarray(model.project(chosen).datavector()) - before).sum() <= math.sqrt(2 / math.pi) * sigma * answers[chosen].size:
             sigma, epsilon = sigma / 2, epsilon * 2
-    return _synthetic_codes(model, names, rows or codes.shape[0])
+    return _codes(model.synthetic_data(rows or codes.shape[0]), names)

@@ -37,6 +37,7 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from tfdpgen.data.images import DATASETS
     from tfdpgen.data.tables import TABLES
+    from tfdpgen.models.marginal import DEFAULT_BINS, DEFAULT_COMPONENTS
     from tfdpgen.privacy.optimizers import OPTIMIZERS
     from tfdpgen.strategies import STRATEGIES
     from tfdpgen.training import DEFAULT_EPSILON, DEFAULTS, MODELS, RECIPES
@@ -110,9 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "tail: the last records of the file (e.g. ../shared/data's fixed splits)")
     train.add_argument("--checkpoint-every", type=int, default=100, help="DP steps between checkpoints")
     train.add_argument("--components", type=int,
-                       help="marginal: components of the mixture of products (default 1000)")
+                       help=f"marginal: components of the mixture of products (default {DEFAULT_COMPONENTS})")
     train.add_argument("--bins", type=int, help="marginal: equal bins per numeric column over its declared bounds "
-                                                "(default 16)")
+                                                f"(default {DEFAULT_BINS})")
     train.add_argument("--quiet", action="store_true",
                        help="no progress bar, and no closing train-on-synthetic accuracy on the held-out records")
 

@@ -63,7 +63,6 @@ class DPMarginalTable(tf.keras.Model):
         init = tf.random.stateless_normal([components, width], seed=[0 if seed is None else seed, 7])
         self.logits = tf.Variable(0.5 * init, name="logits")
         self.weight_logits = tf.Variable(tf.zeros([components]), name="weight_logits")
-        self.fitted_total = tf.Variable(0.0, trainable=False, name="fitted_total")  # N estimated from measurements
         self._optimizer = tf.keras.optimizers.legacy.Adam(learning_rate)
         variables = [self.logits, self.weight_logits]
         signature = [tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64),
@@ -139,7 +138,6 @@ class DPMarginalTable(tf.keras.Model):
         of the releases), `steps` Adam steps. Warm-starts from the current parameters, so each AIM round only adjusts
         the fit. Returns the last loss."""
         total = float(total)
-        self.fitted_total.assign(total)
         cells, segments, targets, weights, count = [], [], [], [], 0
         for m in measurements:
             index = self.cells(m.clique)

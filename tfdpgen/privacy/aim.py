@@ -126,9 +126,9 @@ def run_aim(codes: np.ndarray, sizes, target: int, rho: float, model, rng: np.ra
         before = total * model.marginal(chosen)
         measurements.append(Measurement(chosen, gaussian_release(answers[chosen], sigma, 1.0, rng, ledger,
                                                                  f"marginal {label(chosen)}"), sigma))
-        used = ledger.rho
-        model.fit(measurements, estimate_total(measurements))
-        moved = np.abs(estimate_total(measurements) * model.marginal(chosen) - before).sum()
+        used, total = ledger.rho, estimate_total(measurements)
+        model.fit(measurements, total)
+        moved = np.abs(total * model.marginal(chosen) - before).sum()
         log(f"round {round_number}: measured {label(chosen)} ({answers[chosen].size} cells, sigma {sigma:.1f}); "
             f"budget used {used / rho:.1%}; {time.time() - started:.0f} s")
         if moved <= math.sqrt(2 / math.pi) * sigma * answers[chosen].size:
