@@ -6,6 +6,7 @@ choices (their scores compare the true marginals with the model's). Everything a
 samples, is post-processing. The run writes the same files as a DP-SGD run (run.json, split.json, checkpoints/,
 privacy.json last, privacy.txt, samples.png, saved_model/1) and privacy.json lists every release.
 """
+import inspect
 import math
 import os
 import sys
@@ -35,10 +36,10 @@ def check_flags(given: dict, noise_multiplier) -> None:
     if noise_multiplier not in (None, 0):
         raise ValueError("the marginal family calibrates its noise from --epsilon; --noise-multiplier takes only 0 "
                          "there (a non-private run, for sanity checks).")
-    defaults = {"sampling": "poisson", "accountant": "rdp", "optimizer": "dp-adam", "clipping": "fixed",
-                "engine": "fast", "strategy": "default"}
-    for name, default in defaults.items():
-        if given.get(name, default) != default:
+    from tfdpgen.training import train_run
+    defaults = inspect.signature(train_run).parameters  # DP-SGD choices left at train_run's defaults
+    for name in ("sampling", "accountant", "optimizer", "clipping", "engine", "strategy"):
+        if given.get(name, defaults[name].default) != defaults[name].default:
             raise ValueError(f"--{name} is a DP-SGD setting; the marginal family does not use it: leave it out.")
 
 
