@@ -2,7 +2,7 @@
 
     .venv-bench/bin/python benchmarks/tabular_utility.py                          # every method, epsilon 1 and 10
     .venv-bench/bin/python benchmarks/tabular_utility.py --methods marginal mst --seeds 0 1 2   # headline rows
-    .venv-bench/bin/python benchmarks/tabular_utility.py --markdown               # the README table from the JSON
+    .venv-bench/bin/python benchmarks/tabular_utility.py --markdown               # README table and picture from the JSON
 
 The environment: Python >= 3.12 with `pip install -e '.[baselines]'` (mbi needs NumPy 2; see benchmarks/
 mbi_baselines.py). Data: ../shared/data/adult, rows 0..39,999 private, 40,000..48,841 held out; target income>50K;
@@ -148,6 +148,7 @@ def plot(rows, path):
         if real:
             axis.axhline(real[0][key], color="grey", linestyle="--", label="real training rows")
         axis.set_xscale("log")
+        axis.set_yscale("log" if key.startswith("tv") else "linear")  # the GAN's TV is 10x the others'
         axis.set_xlabel("epsilon (delta 1e-5)")
         axis.set_title(title, fontsize=9)
         axis.legend(fontsize=8)
@@ -161,10 +162,12 @@ def main():
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 10.0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--markdown", action="store_true", help="print the README table from the results and stop")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the README table and redraw the picture from the results, and stop")
     args = parser.parse_args()
     rows = load_rows()
     if args.markdown:
+        plot(rows, os.path.join(HERE, "results", "tabular_utility.png"))
         print(markdown(rows))
         return
     if not os.path.isdir(ADULT):
