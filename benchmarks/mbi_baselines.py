@@ -10,6 +10,7 @@ Both take the budget as rho (zCDP), the same conversion from (epsilon, delta) as
 import itertools
 import math
 
+import jax
 import numpy as np
 from mbi import Dataset, Domain, LinearMeasurement, junction_tree
 from mbi.estimation import MirrorDescent
@@ -100,6 +101,9 @@ def aim(codes, sizes, rho, rng, target, max_cells=10_000, max_model_size=80.0, i
         before = np.asarray(model.project(chosen).datavector())
         measurements += _measure(data, [chosen], sigma, rng)
         model = MirrorDescent().estimate(data.domain, measurements, iters=iters, warm_start=model)
+        # Each new set of cliques compiles new XLA programs; kept, their code sections exhaust the process's memory
+        # maps (vm.max_map_count, 65530 here) and LLVM aborts with "Unable to allocate section memory".
+        jax.clear_caches()
         log(f"AIM: measured {chosen}, budget used {used / rho:.1%}")
         if np.abs(np.asarray(model.project(chosen).datavector()) - before).sum() <= math.sqrt(2 / math.pi) * sigma * answers[chosen].size:
             sigma, epsilon = sigma / 2, epsilon * 2

@@ -57,12 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "AIM-selected noisy marginals and a mixture of products), diffusion (DPDM)")
     train.add_argument("--dataset", choices=DATASETS + TABLES,
                        help="images: digits (default; ships with scikit-learn), mnist/fashion_mnist (through TFDS); "
-                            "tables (tabgan): breast_cancer (default; scikit-learn), adult (--data-dir "
+                            "tables (tabgan, marginal): breast_cancer (default; scikit-learn), adult (--data-dir "
                             "../shared/data/adult)")
     train.add_argument("--data-dir", help="directory of local IDX files (e.g. ../shared/data/mnist; skips TFDS), or "
-                                          "for tabgan a directory with one CSV file (give --schema)")
-    train.add_argument("--schema", help="tabgan: JSON schema of the CSV (categories, declared bounds of numbers, "
-                                        "the condition column); see tfdpgen/data/tables.py")
+                                          "for tables a CSV file or a directory with one (give --schema)")
+    train.add_argument("--schema", help="tables: JSON schema of the CSV (categories, declared bounds of numbers, "
+                                        "which columns may be missing, the condition column); see "
+                                        "tfdpgen/data/tables.py")
     train.add_argument("--epsilon", type=float,
                        help=f"target epsilon; the noise is calibrated to reach it ({DEFAULT_EPSILON} if neither this "
                             "nor --noise-multiplier is given)")
@@ -142,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    formatter_class=HelpFormatter)
     evaluate.add_argument("--run", required=True)
     evaluate.add_argument("--real-test", help="real test data instead of the run's held-out records: an image data "
-                                              "set name or IDX folder; for tables a folder with one CSV")
+                                              "set name or IDX folder; for tables a CSV file or a folder with one")
     evaluate.add_argument("--n-samples", type=int, help="synthetic samples to draw (default: about the held-out size)")
 
     serve = commands.add_parser("serve", help="a local stand-in for TensorFlow Serving (gRPC and REST), for "

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdpgen.checkpoints import INSECURE_NOISE_WARNING, load_or_create_secrets
-from tfdpgen.data.tables import TABLES, load_table, table_codes
+from tfdpgen.data.tables import DATAFRAME, TABLES, load_table, table_codes
 from tfdpgen.models.marginal import DEFAULT_BINS, DEFAULT_COMPONENTS, DPMarginalTable
 from tfdpgen.privacy.aim import estimate_total, measure_exactly, run_aim
 from tfdpgen.privacy.ledger import PrivacyLedger, rho_for_epsilon
@@ -56,10 +56,11 @@ def privacy_text(report: dict) -> str:
             "protected. privacy.json lists every release.\n")
 
 
-def train_marginal_run(dataset=None, data_dir=None, schema=None, epsilon=None, delta=None, noise_multiplier=None,
+def train_marginal_run(dataset=None, frame=None, data_dir=None, schema=None, epsilon=None, delta=None, noise_multiplier=None,
                        output=None, seed=None, holdout=0.2, holdout_order="random", insecure_noise_seed=None,
                        components=DEFAULT_COMPONENTS, bins=DEFAULT_BINS, max_cells=MAX_CELLS, verbose=1, **given):
-    """Train the marginal family into `output`; `given` holds the DP-SGD flags, refused if set. Returns `output`."""
+    """Train the marginal family into `output`; `given` holds the DP-SGD flags, refused if set; `frame`: a DataFrame
+    (`dataset` is then tables.DATAFRAME). Returns `output`."""
     from tfdpgen import training  # the run directory's conventions live there
     check_flags(given, noise_multiplier)
     private = noise_multiplier != 0
@@ -75,7 +76,7 @@ def train_marginal_run(dataset=None, data_dir=None, schema=None, epsilon=None, d
         if not (isinstance(value, int) and value >= low):
             raise ValueError(f"{name} must be a whole number of at least {low}, got {value!r}.")
     dataset = dataset or training.DEFAULT_DATASETS["marginal"]
-    if schema is None and dataset not in TABLES:
+    if schema is None and dataset not in TABLES + (DATAFRAME,):
         raise ValueError(f"the marginal family takes tables: --dataset {' or '.join(TABLES)}, or a CSV with "
                          "--data-dir and --schema.")
     config = {"model": "marginal", "dataset": dataset, "data_dir": data_dir, "schema": schema, "epsilon": epsilon,
@@ -88,7 +89,7 @@ def train_marginal_run(dataset=None, data_dir=None, schema=None, epsilon=None, d
             f"--output {output} holds an unfinished marginal run. It cannot be resumed (its noisy measurements were "
             "not kept), and what it released before it stopped counts against your data's budget too. Give a new "
             "directory. Nothing was overwritten.")
-    data = load_table(dataset, data_dir, schema)
+    data = load_table(dataset, data_dir, schema, frame)
     total = len(data.labels)
     held_out = training.held_out_count(total, holdout)
     train, _ = training.split_indices(total, held_out, holdout_order)

@@ -22,7 +22,7 @@ from tfdpgen.data.sampling import distributed_private_batches, new_seed
 from tfdpgen.evaluation.images import tstr_accuracy
 from tfdpgen.evaluation.plots import save_column_histograms, save_image_grid
 from tfdpgen.export.saved_model import export_sampler
-from tfdpgen.data.tables import TableSchema, load_table
+from tfdpgen.data.tables import DATAFRAME, TableSchema, is_frame, load_table
 from tfdpgen.models.diffusion import DPDiffusion
 from tfdpgen.models.gan import DPGAN
 from tfdpgen.models.marginal import DPMarginalTable
@@ -110,10 +110,10 @@ def fit_to(network, total_steps, batches, callbacks, verbose):
                     steps_per_epoch=per_epoch, callbacks=callbacks, verbose=verbose)
 
 
-def load_data(model, dataset, data_dir, schema):
-    """(records, labels, the loaded data) for the family: an image set, or an encoded table."""
+def load_data(model, dataset, data_dir, schema, frame=None):
+    """(records, labels, the loaded data) for the family: an image set, or an encoded table (`frame`: a DataFrame)."""
     if model in TABLE_MODELS:
-        table = load_table(dataset, data_dir, schema)
+        table = load_table(dataset, data_dir, schema, frame)
         return table.features, table.labels, table
     images = load_images(dataset, data_dir)
     return images.images, images.labels, images
@@ -171,14 +171,15 @@ def write_run_files(output: str, config: dict, records: int, held_out: int, orde
                    "held_out_indices": split_indices(records, held_out, order)[1].tolist()}, f)
 
 
-def load_split(run_dir: str):
+def load_split(run_dir: str, frame=None):
     """(train records, train labels, held-out records, held-out labels, data, split) of a run: its data reloaded
-    and split as split.json says."""
+    and split as split.json says (a run that trained on a DataFrame needs it again as `frame`)."""
     with open(os.path.join(run_dir, RUN_CONFIG)) as f:
         config = json.load(f)
     with open(os.path.join(run_dir, SPLIT)) as f:
         split = json.load(f)
-    records, labels, data = load_data(config["model"], config["dataset"], config["data_dir"], config.get("schema"))
+    records, labels, data = load_data(config["model"], config["dataset"], config["data_dir"], config.get("schema"),
+                                      frame)
     if len(records) != split["records"]:
         raise RunDirectoryError(f"the data of {run_dir} now has {len(records)} records, the run had "
                                 f"{split['records']}: the held-out part cannot be recovered.")
@@ -249,17 +250,25 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
 
     Every check (output directory, data, settings, strategy) runs before anything is written or trained.
 
+    Tables: `dataset` may be a pandas DataFrame, with `schema` (a dict in the JSON schema's layout, a path, or a
+    TableSchema); tfdpgen keeps no copy of it, so resuming or evaluating the run takes the same DataFrame again.
+
     `model="marginal"` takes no DP-SGD step (marginal_training.train_marginal_run; `marginal` holds its own settings,
     components and bins) and refuses DP-SGD settings given to it.
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}: choose one of {sorted(MODELS)}.")
+    frame, dataset = (dataset, DATAFRAME) if is_frame(dataset) else (None, dataset)
+    if frame is not None and model not in TABLE_MODELS:
+        raise ValueError(f"a DataFrame is a table: train it with --model {' or '.join(TABLE_MODELS)}, not {model}.")
+    if isinstance(schema, TableSchema):
+        schema = schema.to_dict()  # run.json records the schema as given
     if marginal and model != "marginal":
         raise ValueError(f"--components and --bins are settings of the marginal family, not of {model}.")
     if model == "marginal":  # no DP-SGD steps: measured marginals and a fit (marginal_training)
         from tfdpgen.marginal_training import train_marginal_run
         return train_marginal_run(
-            dataset=dataset, data_dir=data_dir, schema=schema, epsilon=epsilon, delta=delta,
+            dataset=dataset, frame=frame, data_dir=data_dir, schema=schema, epsilon=epsilon, delta=delta,
             noise_multiplier=noise_multiplier, output=output, seed=seed, holdout=holdout, holdout_order=holdout_order,
             insecure_noise_seed=insecure_noise_seed, verbose=verbose, epochs=epochs, batch_size=batch_size,
             l2_norm_clip=l2_norm_clip, learning_rate=learning_rate, latent_dim=latent_dim,
@@ -294,7 +303,7 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
     output = output or default_output(model, dataset)
     resuming = check_output_dir(output, config)
     distribution = make_strategy(strategy, devices)
-    records, labels, data = load_data(model, dataset, data_dir, schema)
+    records, labels, data = load_data(model, dataset, data_dir, schema, frame)
     total = len(records)
     held_out = held_out_count(total, holdout)
     train_indices, held_out_indices = split_indices(total, held_out, holdout_order)

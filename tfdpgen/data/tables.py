@@ -9,7 +9,15 @@ Bundled: `breast_cancer` (scikit-learn, 569 rows: 30 continuous measurements and
 documentation) and `adult` (../shared/data/adult: adult.csv and adult-domain.json, every column integer-coded).
 Any CSV: a directory with one .csv file and `--schema schema.json`:
 {"condition": "label column", "columns": [{"name": "age", "type": "continuous", "min": 17, "max": 90},
+                                          {"name": "job", "type": "categorical", "values": ["a", "b"], "missing": true},
                                           {"name": "label", "type": "categorical", "values": ["no", "yes"]}]}
+A CSV file's path may be given instead of its folder. In Python, a pandas DataFrame is a table too
+(`train_run(model="marginal", dataset=frame, schema={...})`; the schema a dict, a path or a TableSchema).
+
+Missing values (an empty CSV cell, None, NaN, pandas.NA) are a category of their own in a categorical column that
+declares `"missing": true`; it decodes to the empty string. Whether a column may be missing is declared, like its
+categories, because a choice made by looking at the private rows would be a release. Anywhere else a missing value is
+an error naming its row and column, raised before training.
 """
 import csv
 import dataclasses
@@ -22,6 +30,8 @@ import numpy as np
 from tfdpgen.data.images import DataError
 
 TABLES = ("breast_cancer", "adult")
+DATAFRAME = "dataframe"  # the dataset name of a run that trained on an in-memory table
+MISSING = ""  # the category missing values take in a column that declares "missing": true
 SCHEMAS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas")
 
 
@@ -32,6 +42,7 @@ class Column:
     values: Optional[List[str]] = None
     min: Optional[float] = None
     max: Optional[float] = None
+    missing: bool = False  # categorical only: missing values are the last category, MISSING
 
     @property
     def width(self) -> int:
@@ -60,12 +71,29 @@ class TableSchema:
                                 "knowledge, never computed from the private rows).")
             if column.type not in ("categorical", "continuous"):
                 raise DataError(f"column {column.name!r} has type {column.type!r}: use categorical or continuous.")
+        for index, column in enumerate(columns):
+            if column.missing and column.type != "categorical":
+                raise DataError(f"column {column.name!r}: only a categorical column can declare \"missing\": true (a "
+                                "continuous one has no category to hold it): fill its gaps with a public value, or "
+                                "declare it categorical.")
+            if column.missing:
+                if MISSING in column.values:
+                    raise DataError(f"column {column.name!r} declares \"missing\": true and also the value "
+                                    f"{MISSING!r}, which is the missing category: drop it from 'values'.")
+                columns[index] = dataclasses.replace(column, values=list(column.values) + [MISSING])
         names = [column.name for column in columns]
         if len(set(names)) != len(names):
             raise DataError("column names in the schema must be unique.")
         if condition not in names or columns[names.index(condition)].type != "categorical":
             raise DataError(f"the schema's condition {condition!r} must name one of its categorical columns.")
         return cls(columns, condition)
+
+    @classmethod
+    def of(cls, schema) -> "TableSchema":
+        """A schema given as a TableSchema, a dict in the JSON layout, or the path of its JSON file."""
+        if isinstance(schema, TableSchema):
+            return schema
+        return cls.from_dict(schema) if isinstance(schema, dict) else cls.load(schema)
 
     @classmethod
     def load(cls, path) -> "TableSchema":
@@ -83,8 +111,14 @@ class TableSchema:
             raise DataError(f"--schema {path}: {error}") from None
 
     def to_dict(self) -> dict:
-        return {"condition": self.condition,
-                "columns": [{k: v for k, v in dataclasses.asdict(c).items() if v is not None} for c in self.columns]}
+        """The JSON layout from_dict reads (the missing category is the flag, not a value)."""
+        columns = []
+        for column in self.columns:
+            spec = {k: v for k, v in dataclasses.asdict(column).items() if v is not None and k != "missing"}
+            if column.missing:
+                spec.update(values=column.values[:-1], missing=True)
+            columns.append(spec)
+        return {"condition": self.condition, "columns": columns}
 
     @property
     def condition_column(self) -> Column:
@@ -106,7 +140,7 @@ class TableData:
 
 
 def encode(rows: List[dict], schema: TableSchema) -> TableData:
-    """Rows (dicts of strings or numbers) -> TableData; unknown categories and non-numbers fail with the row number."""
+    """Rows (dicts of strings or numbers) -> TableData; a value the schema does not allow fails with its row number."""
     parts, labels = [], []
     for number, row in enumerate(rows):
         encoded = []
@@ -115,27 +149,70 @@ def encode(rows: List[dict], schema: TableSchema) -> TableData:
                 raise DataError(f"row {number} has no column {column.name!r} declared in the schema.")
             value = row[column.name]
             if column.type == "categorical":
-                if str(value) not in column.values:
-                    raise DataError(f"row {number}: {column.name}={value!r} is not one of the declared values "
-                                    f"{column.values[:10]}{'...' if len(column.values) > 10 else ''}.")
-                code = column.values.index(str(value))
+                code = _category_code(value, column, number)
                 if column.name == schema.condition:
                     labels.append(code)
                     continue
                 encoded.append(np.eye(column.width, dtype=np.float32)[code])
             else:
+                if _is_missing(value):
+                    raise DataError(f"row {number}, column {column.name!r}: the value is missing, and a continuous "
+                                    "column has no category for it. Fill it in before training (with a public value: "
+                                    "one computed from the private rows, such as their mean, is itself a release), or "
+                                    "declare the column categorical with \"missing\": true.")
                 try:
                     number_value = float(value)
-                except ValueError:
-                    raise DataError(f"row {number}: {column.name}={value!r} is not a number.") from None
+                except (TypeError, ValueError):
+                    raise DataError(f"row {number}, column {column.name!r}: {value!r} is not a number.") from None
                 if not np.isfinite(number_value):
-                    raise DataError(f"row {number}: {column.name} is {value!r}; remove or impute missing values.")
+                    raise DataError(f"row {number}, column {column.name!r}: {value!r} is not a finite number.")
                 scaled = 2 * (number_value - column.min) / (column.max - column.min) - 1
                 encoded.append(np.array([np.clip(scaled, -1, 1)], np.float32))
         parts.append(np.concatenate(encoded))
     if not parts:
         raise DataError("the table has no rows.")
     return TableData(np.stack(parts), np.asarray(labels, np.int32), schema, "")
+
+
+def _is_missing(value) -> bool:
+    """An empty CSV cell, None, NaN, or pandas' NA/NaT."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return True
+    if isinstance(value, float):
+        return value != value
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
+def _category_code(value, column: Column, number: int) -> int:
+    if _is_missing(value):
+        if not column.missing:
+            raise DataError(f"row {number}, column {column.name!r}: the value is missing. Declare \"missing\": true for "
+                            f"{column.name!r} in the schema to keep missing values as a category of their own, or fill "
+                            "them in before training.")
+        return len(column.values) - 1
+    texts = [str(value)]
+    if isinstance(value, float) and value.is_integer():  # 3.0 from a pandas column of integers with gaps
+        texts.append(str(int(value)))
+    for text in texts:
+        if text in column.values and text != MISSING:
+            return column.values.index(text)
+    declared = [v for v in column.values if v != MISSING]
+    raise DataError(f"row {number}, column {column.name!r}: {value!r} is not one of the declared values "
+                    f"{declared[:10]}{'...' if len(declared) > 10 else ''}.")
+
+
+def frame_rows(frame, schema: TableSchema) -> List[dict]:
+    """A pandas DataFrame's rows as dicts, after checking that it has every column the schema declares."""
+    absent = [column.name for column in schema.columns if column.name not in frame.columns]
+    if absent:
+        raise DataError(f"the DataFrame has no column {absent[0]!r} declared in the schema (it has "
+                        f"{list(frame.columns)[:20]}).")
+    return frame[[column.name for column in schema.columns]].to_dict("records")
+
+
+def is_frame(dataset) -> bool:
+    """True for a pandas DataFrame (recognized by its interface: pandas is not a dependency)."""
+    return hasattr(dataset, "to_dict") and hasattr(dataset, "columns") and hasattr(dataset, "iloc")
 
 
 def table_codes(data: TableData, bins: int) -> np.ndarray:
@@ -155,12 +232,23 @@ def table_codes(data: TableData, bins: int) -> np.ndarray:
     return np.stack(codes, 1).astype(np.int64)
 
 
-def load_table(name: str = "breast_cancer", data_dir=None, schema_path=None) -> TableData:
-    if schema_path is not None or (data_dir is not None and name not in TABLES):
-        if data_dir is None or schema_path is None:
-            raise DataError("a CSV table needs both --data-dir (the folder with one .csv file) and --schema (its JSON "
-                            "schema with declared categories and bounds).")
-        schema = TableSchema.load(schema_path)
+def load_table(name: str = "breast_cancer", data_dir=None, schema=None, frame=None) -> TableData:
+    """A bundled table by name, a CSV (`data_dir` and `schema`), or a DataFrame (`frame` and `schema`)."""
+    if frame is not None or name == DATAFRAME:
+        if frame is None:
+            raise DataError("this run trained on a DataFrame, which tfdpgen does not keep: pass the same DataFrame "
+                            "again (for example evaluate_run(run, data=frame)).")
+        if schema is None:
+            raise DataError("a DataFrame needs schema=: its columns' declared categories and numeric bounds (a dict "
+                            "in the JSON schema's layout, a path, or a TableSchema).")
+        schema = TableSchema.of(schema)
+        rows = frame_rows(frame, schema)
+        name = DATAFRAME
+    elif schema is not None or (data_dir is not None and name not in TABLES):
+        if data_dir is None or schema is None:
+            raise DataError("a CSV table needs both --data-dir (the .csv file, or a folder with one) and --schema (its "
+                            "JSON schema with declared categories and bounds).")
+        schema = TableSchema.of(schema)
         rows = _read_csv(_single_csv(data_dir))
     elif name == "breast_cancer":
         from sklearn.datasets import load_breast_cancer
@@ -186,8 +274,10 @@ def load_table(name: str = "breast_cancer", data_dir=None, schema_path=None) -> 
 
 
 def _single_csv(data_dir):
+    if os.path.isfile(data_dir) and data_dir.endswith(".csv"):
+        return data_dir
     if not os.path.isdir(data_dir):
-        raise DataError(f"--data-dir {data_dir} is not a directory.")
+        raise DataError(f"--data-dir {data_dir} is neither a .csv file nor a directory.")
     files = sorted(f for f in os.listdir(data_dir) if f.endswith(".csv"))
     if len(files) != 1:
         raise DataError(f"--data-dir {data_dir} must hold exactly one .csv file, found {files or 'none'}.")

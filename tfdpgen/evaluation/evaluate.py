@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdpgen.data.images import DATASETS
-from tfdpgen.data.tables import encode
+from tfdpgen.data.tables import encode, is_frame
 from tfdpgen.evaluation import audits, images, tables
 from tfdpgen.evaluation.plots import save_image_grid, save_real_synthetic_histograms
 from tfdpgen.privacy.settings import PrivacySettings
@@ -127,18 +127,23 @@ def evaluate_table(model, data, train, train_labels, test, test_labels, n, run_d
     return result, synthetic
 
 
-def evaluate_run(run_dir: str, n_samples: int = None, real_test: str = None, verbose: bool = True) -> dict:
-    """Evaluate the finished run in `run_dir`; writes evaluation.json and pictures there, returns the dict."""
+def evaluate_run(run_dir: str, n_samples: int = None, real_test=None, verbose: bool = True, data=None) -> dict:
+    """Evaluate the finished run in `run_dir`; writes evaluation.json and pictures there, returns the dict.
+
+    A run that trained on a DataFrame takes it again as `data`; `real_test` (other real records to score against)
+    may then be a DataFrame too."""
     report = finished_run_report(run_dir)
     if n_samples is not None and not (isinstance(n_samples, int) and 1 <= n_samples <= 100_000):
         raise ValueError(f"--n-samples must be a whole number in [1, 100000], got {n_samples!r}.")
     with open(os.path.join(run_dir, RUN_CONFIG)) as f:
         config = json.load(f)
     family = config["model"]
-    train, train_labels, test, test_labels, data, split = load_split(run_dir)
-    if real_test is not None:  # images: a data set name or a folder of IDX files; tables: a folder with one CSV
+    train, train_labels, test, test_labels, data, split = load_split(run_dir, data)
+    if real_test is not None:  # images: a data set name or a folder of IDX files; tables: a CSV or a DataFrame
         if family in TABLE_MODELS:
-            test, test_labels, _ = load_data(family, "csv", real_test, config.get("schema"))
+            frame = real_test if is_frame(real_test) else None
+            test, test_labels, _ = load_data(family, "csv", None if frame is not None else real_test, data.schema,
+                                             frame)
         else:
             if not os.path.isdir(real_test) and real_test not in DATASETS:
                 raise ValueError(f"--real-test {real_test} is neither a folder of IDX files nor a data set name "
