@@ -1,6 +1,6 @@
 """Run one DP training scenario under a tf.distribute strategy in a fresh process; print its results as JSON.
 
-python strategy_run.py noise|weights|weights_static|weights_adaptive|weights_dp2 REPLICAS      (MirroredStrategy over REPLICAS logical CPU devices)
+python strategy_run.py noise|weights|weights_static|weights_adaptive|weights_dp2|gan_steps REPLICAS      (MirroredStrategy over REPLICAS logical CPU devices; 0: no strategy)
 python strategy_run.py multiworker 1 (with TF_CONFIG set: MultiWorkerMirroredStrategy, one CPU per worker)
 """
 import json
@@ -15,6 +15,8 @@ import tensorflow as tf  # noqa: E402
 mode, replicas = sys.argv[1], int(sys.argv[2])
 if mode == "multiworker":
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
+elif replicas == 0:  # no strategy: TF's default one
+    strategy = tf.distribute.get_strategy()
 else:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
@@ -51,6 +53,30 @@ elif mode.startswith("weights"):
     model.fit(batches, epochs=1, steps_per_epoch=5, verbose=0)
     result.update(kernel=model.net.kernel.numpy().ravel().tolist(), steps=int(model.dp_steps.numpy()),
                   clip=float(model.clip_norm.numpy()))
+elif mode == "gan_steps":  # 3 DP steps per generator step: which steps moved the generator, and its average
+    from tfdpgen.models.tabular_gan import DPTableGAN
+    from tfdpgen.data.tables import load_table
+    data = load_table("breast_cancer")
+    settings = tfdpgen.PrivacySettings(dataset_size=len(data.labels), batch_size=32, epochs=1, l2_norm_clip=1.0,
+                                       noise_multiplier=0.0)
+    with strategy.scope():
+        model = DPTableGAN(data.schema, latent_dim=8, seed=5, discriminator_steps=3, average_decay=0.999)
+        model.compile(privacy=settings, optimizer="adam", learning_rate=1e-3)
+    batches = distributed_private_batches(data.features, data.labels, settings, strategy, seed=2, static_size=True)
+    weights = [model.generator.get_weights()]
+    average = model.average_generator.get_weights()
+    moved = []
+    for step in range(1, 7):
+        model.fit(batches, epochs=1, steps_per_epoch=1, verbose=0)
+        weights.append(model.generator.get_weights())
+        moved.append(any(not np.array_equal(a, b) for a, b in zip(weights[-2], weights[-1])))
+        if moved[-1]:
+            t = int(model.generator_steps.numpy())
+            decay = min(0.999, (1 + t) / (10 + t))
+            average = [decay * a + (1 - decay) * w for a, w in zip(average, weights[-1])]
+    result.update(moved=moved, generator_steps=int(model.generator_steps.numpy()),
+                  average_error=max(float(np.abs(a - b).max())
+                                    for a, b in zip(average, model.average_generator.get_weights())))
 elif mode == "multiworker":
     from tfdpgen.data.images import load_images
     data = load_images("digits")

@@ -49,6 +49,17 @@ def test_weights_without_noise_match_one_device(mode, others):
         assert single["clip"] != pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("replicas", [0, 1, 2])
+def test_gan_generator_steps_after_every_third_discriminator_step_and_its_average_follows(replicas):
+    """Without a strategy the generator's step is skipped in a tf.cond; under MirroredStrategy (1 or 2 replicas) it is
+    taken at rate 0: either way the generator
+    moves after DP steps 3 and 6 only, and the exported average follows d * average + (1 - d) * generator."""
+    out = run("gan_steps", replicas)
+    assert out["moved"] == [False, False, True, False, False, True]
+    assert out["generator_steps"] == 2
+    assert out["average_error"] < 1e-6
+
+
 def free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:

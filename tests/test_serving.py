@@ -91,8 +91,8 @@ def test_signatures_in_plain_tensorflow_and_saved_model_cli(runs, tmp_path, subp
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     model, metadata = load_trained(str(runs["tabgan"]))
-    # only the generator's variables: not the discriminator's, not the optimizers'
-    assert out["variables"] == sorted([list(v.shape) for v in model.generator.variables])
+    # only the exported generator's (the moving average): not the trained one's, the discriminator's, the optimizers'
+    assert out["variables"] == sorted([list(v.shape) for v in model.average_generator.variables])
     columns = [c["name"] for c in metadata["schema"]["columns"]]
     assert out["serving_default"]["inputs"] == {"num_samples": ["int32", []], "seed": ["int64", []]}
     assert out["sample_conditional"]["inputs"] == {"labels": ["int32", [None]], "seed": ["int64", []]}

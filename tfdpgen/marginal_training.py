@@ -25,7 +25,8 @@ from tfdpgen.privacy.settings import default_delta
 MAX_CELLS = 10_000  # the largest marginal AIM may measure (AIM's own workload cap)
 FINAL_FIT_STEPS = 2000  # the last fit, after every release: post-processing, so it can take its time
 # Flags of DP-SGD that mean nothing here: given, they are refused rather than ignored.
-DP_SGD_ONLY = ("epochs", "batch_size", "l2_norm_clip", "learning_rate", "latent_dim", "dp2_learning_rate")
+DP_SGD_ONLY = ("epochs", "batch_size", "l2_norm_clip", "learning_rate", "latent_dim", "dp2_learning_rate",
+               "discriminator_steps")
 
 
 def check_flags(given: dict, noise_multiplier) -> None:

@@ -38,6 +38,7 @@ from tfdpgen.strategies import make_strategy
 MODELS = {"vae": DPVAE, "gan": DPGAN, "cgan": DPGAN, "tabgan": DPTableGAN, "diffusion": DPDiffusion,
           "sinkhorn": DPSinkhorn, "marginal": DPMarginalTable}
 TABLE_MODELS = ("tabgan", "marginal")
+ADVERSARIAL_MODELS = ("gan", "cgan", "tabgan")
 CONDITIONAL_IMAGE_MODELS = ("vae", "cgan", "sinkhorn")  # image families that take the labels (the label set is public schema)
 DEFAULT_DATASETS = {"tabgan": "breast_cancer", "marginal": "breast_cancer"}
 # What a run uses for a setting it is not given: DEFAULTS, with its family's recipe on top. learning_rate is that of
@@ -119,8 +120,10 @@ def load_data(model, dataset, data_dir, schema, frame=None):
     return images.images, images.labels, images
 
 
-def build_model(model, data, seed, latent_dim):
+def build_model(model, data, seed, latent_dim, discriminator_steps=None):
     kwargs = {"seed": seed} if latent_dim is None else {"seed": seed, "latent_dim": latent_dim}
+    if discriminator_steps is not None:
+        kwargs["discriminator_steps"] = discriminator_steps
     if model in TABLE_MODELS:
         return MODELS[model](schema=data.schema, **kwargs)
     kwargs["image_shape"] = data.images.shape[1:]
@@ -236,7 +239,7 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
               learning_rate=None, latent_dim=None, output=None, seed=None, strategy="default", devices=None,
               checkpoint_every=100, engine="fast", clipping="fixed", target_quantile=0.5, dp2_delay=100,
               dp2_learning_rate=None, schema=None, holdout=0.2, holdout_order="random", insecure_noise_seed=None,
-              verbose=1, marginal=None) -> str:
+              verbose=1, marginal=None, discriminator_steps=None) -> str:
     """Train a DP generator into `output`, or resume the unfinished run there. Returns the run directory.
 
     `holdout` of the records (a fraction, or a count; a random subset, or the last ones with holdout_order="tail")
@@ -273,7 +276,8 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
             insecure_noise_seed=insecure_noise_seed, verbose=verbose, epochs=epochs, batch_size=batch_size,
             l2_norm_clip=l2_norm_clip, learning_rate=learning_rate, latent_dim=latent_dim,
             dp2_learning_rate=dp2_learning_rate, sampling=sampling, accountant=accountant, optimizer=optimizer,
-            clipping=clipping, engine=engine, strategy=strategy, **(marginal or {}))
+            clipping=clipping, engine=engine, strategy=strategy, discriminator_steps=discriminator_steps,
+            **(marginal or {}))
     if checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be at least 1 step, got {checkpoint_every}.")
     for flag, rate in (("--learning-rate", learning_rate), ("--dp2-learning-rate", dp2_learning_rate)):
@@ -293,6 +297,15 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
     batch_size = defaults["batch_size"] if batch_size is None else batch_size
     l2_norm_clip = defaults["l2_norm_clip"] if l2_norm_clip is None else l2_norm_clip
     optimizer = canonical_name(optimizer)
+    if model in ADVERSARIAL_MODELS:
+        if discriminator_steps is None:
+            discriminator_steps = defaults.get("discriminator_steps", 1)
+        if not (isinstance(discriminator_steps, int) and discriminator_steps >= 1):
+            raise ValueError("--discriminator-steps must be a whole number of at least 1, got "
+                             f"{discriminator_steps!r}.")
+    elif discriminator_steps is not None:
+        raise ValueError(f"--discriminator-steps is a setting of the GANs ({', '.join(ADVERSARIAL_MODELS)}), not of "
+                         f"{model}.")
     config = {"model": model, "dataset": dataset, "data_dir": data_dir, "epsilon": epsilon, "delta": delta,
               "noise_multiplier": noise_multiplier, "l2_norm_clip": l2_norm_clip, "epochs": epochs,
               "batch_size": batch_size, "sampling": sampling, "accountant": accountant, "optimizer": optimizer,
@@ -300,6 +313,8 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
               "target_quantile": target_quantile, "dp2_delay": dp2_delay, "dp2_learning_rate": dp2_learning_rate,
               "schema": schema, "holdout": holdout, "holdout_order": holdout_order,
               "insecure_noise_seed_given": insecure_noise_seed is not None}
+    if discriminator_steps is not None:
+        config["discriminator_steps"] = discriminator_steps
     output = output or default_output(model, dataset)
     resuming = check_output_dir(output, config)
     distribution = make_strategy(strategy, devices)
@@ -314,7 +329,7 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
     tf.keras.utils.set_random_seed(new_seed() % 2**31 if seed is None else seed)
     tf.config.experimental.enable_op_determinism()
     with distribution.scope():
-        network = build_model(model, data, seed, latent_dim)
+        network = build_model(model, data, seed, latent_dim, discriminator_steps)
     settings = PrivacySettings(dataset_size=len(records), batch_size=batch_size, epochs=epochs,
                                l2_norm_clip=l2_norm_clip, noise_multiplier=noise_multiplier, target_epsilon=epsilon,
                                delta=delta, sampling=sampling, accountant=accountant, clipping=clipping,

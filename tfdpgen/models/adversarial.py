@@ -7,8 +7,15 @@ every row is clipped on its own and only the real rows are records, so one recor
 Then the generator takes one plain step on softplus(-D(G(z))) for fresh z: it never sees a real record, only the
 privately trained discriminator, so its training is post-processing and costs no privacy.
 
-Subclasses define `generator`, `fake_rows(seed, training) -> (rows, labels or None)` and
-`discriminate(rows, labels, run=None) -> logits`.
+The DP-GAN recipe (Bie et al., "Private GANs, Revisited", TMLR 2023, github alexbie98/dpgan-revisit; DPImageBench's
+DP-GAN configs): `discriminator_steps` DP steps of the discriminator per generator step (generator steps cost no
+privacy, so a noisy discriminator is better given more steps to keep ahead), and samples and exports drawn from an
+exponential moving average of the generator's weights (`average_decay`, 0.999, with the usual warm-up
+min(decay, (1 + t) / (10 + t)) over generator steps t, so that a short run is not an average of its first weights).
+
+Subclasses build `generator`, then call `self.track_average()`, and define `fake_rows(seed, training) -> (rows, labels
+or None)` (through `self.generator`) and `discriminate(rows, labels, run=None) -> logits`; `generate` draws from
+`self.average_generator`.
 """
 import tensorflow as tf
 
@@ -18,16 +25,46 @@ from tfdpgen.models.base import DPGenerativeModel
 class AdversarialModel(DPGenerativeModel):
     metric_names = ("loss", "generator_loss")
 
-    def __init__(self, latent_dim: int, seed: int = None, generator_learning_rate: float = 2e-4, **kwargs):
+    def __init__(self, latent_dim: int, seed: int = None, generator_learning_rate: float = 2e-4,
+                 discriminator_steps: int = 1, average_decay: float = 0.999, **kwargs):
         super().__init__(latent_dim=latent_dim, seed=seed, **kwargs)
+        if not (isinstance(discriminator_steps, int) and discriminator_steps >= 1):
+            raise ValueError(f"discriminator_steps must be a whole number of at least 1, got {discriminator_steps!r}.")
+        if not 0 <= average_decay < 1:
+            raise ValueError(f"average_decay must be in [0, 1), got {average_decay!r}.")
         self.generator_learning_rate = generator_learning_rate
+        self.discriminator_steps, self.average_decay = discriminator_steps, average_decay
         self.generator_optimizer = None
+        self.zero_rate_skips = False
+        self.average_generator = None
+        self.generator_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="generator_steps",
+                                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+    generator_networks = property(lambda self: [self.average_generator])
+
+    def track_average(self):
+        """Start the generator's moving average at its initial weights (call once `self.generator` is built)."""
+        self.average_generator = tf.keras.models.clone_model(self.generator)
+        self.average_generator._name = "average_generator"
+        self.average_generator.set_weights(self.generator.get_weights())
 
     def compile(self, *args, **kwargs):
         super().compile(*args, **kwargs)
-        self.generator_optimizer = tf.keras.optimizers.legacy.Adam(self.generator_learning_rate, beta_1=0.5)
+        rate = self.generator_learning_rate
+        with self.distribute_strategy.scope():
+            # Under a tf.distribute strategy apply_gradients synchronises replicas, which TF does not allow inside
+            # tf.cond: between generator steps the generator then takes a step at rate 0 (Adam moves weights in
+            # proportion to it; its moments see the gradients) instead of skipping it.
+            self.zero_rate_skips = self.discriminator_steps > 1 and tf.distribute.has_strategy()
+        if self.zero_rate_skips:
+            rate = lambda: self.generator_learning_rate * tf.cast(self.generator_due(), tf.float32)  # noqa: E731
+        self.generator_optimizer = tf.keras.optimizers.legacy.Adam(rate, beta_1=0.5)
         with self.distribute_strategy.scope():
             self.generator_optimizer._create_all_weights(self.generator.trainable_variables)
+
+    def generator_due(self):
+        """Whether the generator steps after this DP step (dp_steps already counts it)."""
+        return tf.equal(self.dp_steps % self.discriminator_steps, 0)
 
     def fake_count(self) -> int:
         return self.privacy.batch_size // self.distribute_strategy.num_replicas_in_sync
@@ -41,6 +78,18 @@ class AdversarialModel(DPGenerativeModel):
         return {"loss": tf.nn.softplus(-logits[:records]), "public_loss": tf.nn.softplus(logits[records:])}
 
     def non_private_step(self):
+        """A generator step after every `discriminator_steps`-th DP step, then its moving average."""
+        due = self.generator_due()
+        if self.discriminator_steps == 1 or self.zero_rate_skips:
+            loss = self.generator_step()
+        else:
+            loss = tf.cond(due, self.generator_step, lambda: tf.constant(0.0))
+        self.trackers["generator_loss"].update_state(loss, sample_weight=tf.cast(due, tf.float32))
+        with tf.control_dependencies([loss]):
+            tf.distribute.get_replica_context().merge_call(self.update_average)
+        return {}
+
+    def generator_step(self):
         replicas = self.distribute_strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
             fake, labels = self.fake_rows(self.step_seed(2), training=True)
@@ -48,4 +97,13 @@ class AdversarialModel(DPGenerativeModel):
             scaled = loss / replicas  # the optimizer sums over replicas
         variables = self.generator.trainable_variables
         self.generator_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-        return {"generator_loss": loss}
+        return loss
+
+    def update_average(self, strategy):
+        """(cross-replica) average <- d * average + (1 - d) * generator, after a generator step."""
+        due = self.generator_due()
+        steps = self.generator_steps.assign_add(tf.cast(due, tf.int64))
+        t = tf.cast(steps, tf.float32)
+        decay = tf.where(due, tf.minimum(self.average_decay, (1 + t) / (10 + t)), 1.0)
+        for average, weight in zip(self.average_generator.weights, self.generator.weights):
+            strategy.extended.update(average, lambda a, w: a.assign(decay * a + (1 - decay) * w), args=(weight,))

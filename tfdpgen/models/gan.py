@@ -52,6 +52,7 @@ class DPGAN(AdversarialModel):
         self.image_shape, self.num_classes = image_shape, num_classes
         extra = num_classes or 0
         self.generator = generator_network(image_shape, latent_dim + extra)
+        self.track_average()
         self.features = discriminator_features(image_shape)
         width = self.features.output_shape[-1]
         self.head = tf.keras.Sequential([L.InputLayer(input_shape=(width,)), L.Dense(1)], name="discriminator_head")
@@ -60,8 +61,6 @@ class DPGAN(AdversarialModel):
 
     private_networks = property(lambda self: [self.features, self.head] + (
         [] if self.label_embedding is None else [self.label_embedding]))
-    generator_networks = property(lambda self: [self.generator])
-
     def _with_labels(self, tensor, labels):
         return tensor if self.num_classes is None else tf.concat([tensor, self.one_hot(labels)], axis=-1)
 
@@ -82,12 +81,13 @@ class DPGAN(AdversarialModel):
         count = self.fake_count()
         z = tf.random.stateless_normal([count, self.latent_dim], seed=seed, alg="philox")
         labels = None if self.num_classes is None else self.random_labels(count, seed + [0, 1])
-        return self.generate(z, labels, training=training), labels
+        return self.generator(self._with_labels(z, labels), training=training), labels
 
-    def generate(self, z, labels=None, training=False):
+    def generate(self, z, labels=None):
+        """Samples from the generator's moving average."""
         if self.num_classes is not None and labels is None:
             raise ValueError("a conditional GAN generates for given labels: pass labels (one per latent vector).")
-        return self.generator(self._with_labels(z, labels), training=training)
+        return self.average_generator(self._with_labels(z, labels), training=False)
 
     def get_config(self):
         return {"image_shape": self.image_shape, "latent_dim": self.latent_dim, "num_classes": self.num_classes}

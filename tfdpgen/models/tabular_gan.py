@@ -15,24 +15,38 @@ from tfdpgen.models.adversarial import AdversarialModel
 
 L = tf.keras.layers
 TEMPERATURE = 0.2
+HIDDEN = 256
+DROPOUT = 0.5
+HARD = False
+
+
+def residual_generator(input_dim: int, hidden: int, width: int) -> tf.keras.Model:
+    """CTGAN's generator (Xu et al., NeurIPS 2019, github sdv-dev/CTGAN): each block's output is concatenated to its
+    input, so later layers see the latent and condition directly. LayerNorm stands in for its BatchNorm, which would
+    make a sample depend on the others drawn with it."""
+    inputs = L.Input((input_dim,))
+    x = inputs
+    for _ in range(2):
+        x = L.Concatenate()([x, L.ReLU()(L.LayerNormalization()(L.Dense(hidden)(x)))])
+    return tf.keras.Model(inputs, L.Dense(width)(x), name="generator")
 
 
 class DPTableGAN(AdversarialModel):
-    def __init__(self, schema: TableSchema, latent_dim: int = 32, hidden: int = 128, seed: int = None,
+    def __init__(self, schema: TableSchema, latent_dim: int = 32, hidden: int = None, seed: int = None,
                  generator_learning_rate: float = 2e-4, **kwargs):
         super().__init__(latent_dim, seed, generator_learning_rate, **kwargs)
+        hidden = hidden or HIDDEN
         self.schema = schema
         self.num_classes = len(schema.condition_column.values)
         self.width = sum(column.width for column in schema.features)
-        self.generator = tf.keras.Sequential([L.InputLayer(input_shape=(latent_dim + self.num_classes,)),
-                                              L.Dense(hidden, activation="relu"), L.Dense(hidden, activation="relu"),
-                                              L.Dense(self.width)], name="generator")
+        self.generator = residual_generator(latent_dim + self.num_classes, hidden, self.width)
+        self.track_average()
         self.discriminator = tf.keras.Sequential([L.InputLayer(input_shape=(self.width + self.num_classes,)),
-                                                  L.Dense(hidden), L.LeakyReLU(0.2), L.Dense(hidden),
-                                                  L.LeakyReLU(0.2), L.Dense(1)], name="discriminator")
+                                                  L.Dense(hidden), L.LeakyReLU(0.2), L.Dropout(DROPOUT),
+                                                  L.Dense(hidden), L.LeakyReLU(0.2), L.Dropout(DROPOUT),
+                                                  L.Dense(1)], name="discriminator")
 
     private_networks = property(lambda self: [self.discriminator])
-    generator_networks = property(lambda self: [self.generator])
 
     def _spans(self):
         start = 0
@@ -41,7 +55,8 @@ class DPTableGAN(AdversarialModel):
             start += column.width
 
     def _raw(self, z, labels, training):
-        return self.generator(tf.concat([z, self.one_hot(labels)], -1), training=training)
+        network = self.generator if training else self.average_generator
+        return network(tf.concat([z, self.one_hot(labels)], -1), training=training)
 
     def relaxed_rows(self, z, labels, seed, training=True):
         """Generated rows in the encoded space, categories Gumbel-softmax relaxed (what the discriminator sees)."""
@@ -50,8 +65,13 @@ class DPTableGAN(AdversarialModel):
         parts = []
         for column, start, end in self._spans():
             part = raw[:, start:end]
-            parts.append(tf.nn.softmax((part + gumbel[:, start:end]) / TEMPERATURE) if column.type == "categorical"
-                         else tf.tanh(part))
+            if column.type == "categorical":
+                soft = tf.nn.softmax((part + gumbel[:, start:end]) / TEMPERATURE)
+                if HARD:  # straight-through: one-hot forward like the real rows, the relaxed gradient backward
+                    soft += tf.stop_gradient(tf.one_hot(tf.argmax(soft, -1), column.width) - soft)
+                parts.append(soft)
+            else:
+                parts.append(tf.tanh(part))
         return tf.concat(parts, -1)
 
     def discriminate(self, rows, labels, run=None):
