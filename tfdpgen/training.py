@@ -4,6 +4,7 @@ A run directory holds run.json (the settings), checkpoints/, .secrets.json while
 privacy.json (written last), privacy.txt, samples.png and saved_model/1/. Calling `train_run` again on an unfinished
 run resumes it from its last readable checkpoint.
 """
+import dataclasses
 import json
 import math
 import os
@@ -27,12 +28,14 @@ from tfdpgen.models.diffusion import DPDiffusion
 from tfdpgen.models.gan import DPGAN
 from tfdpgen.models.marginal import DPMarginalTable
 from tfdpgen.models.sinkhorn import DPSinkhorn
-from tfdpgen.models.tabular_gan import DPTableGAN
+from tfdpgen.models.tabular_gan import MARGINALS, DPTableGAN, release_noise_multiplier
 from tfdpgen.models.vae import DPVAE
 from tfdpgen.privacy import accounting
 from tfdpgen.privacy.optimizers import canonical_name, make_optimizer
 from tfdpgen.privacy.report import privacy_statement
-from tfdpgen.privacy.settings import PrivacySettings
+from tfdpgen.privacy.ledger import PrivacyLedger
+from tfdpgen.privacy.releases import gaussian_release
+from tfdpgen.privacy.settings import PrivacySettings, default_delta
 from tfdpgen.strategies import make_strategy
 
 MODELS = {"vae": DPVAE, "gan": DPGAN, "cgan": DPGAN, "tabgan": DPTableGAN, "diffusion": DPDiffusion,
@@ -118,6 +121,20 @@ def load_data(model, dataset, data_dir, schema, frame=None):
         return table.features, table.labels, table
     images = load_images(dataset, data_dir)
     return images.images, images.labels, images
+
+
+def release_marginals(network, records, labels, noise_multiplier, noise_key, ledger, record_only=False):
+    """The tabular GAN's marginals, released once with Gaussian noise (noise_multiplier x their sensitivity) drawn from
+    the run's secret noise key, and given to the network; exact without noise (a run without DP)."""
+    counts, sensitivity = network.marginal_counts(records, labels)
+    if noise_multiplier == 0:
+        network.set_marginals(counts)
+    elif record_only:
+        ledger.gaussian(noise_multiplier * sensitivity, sensitivity, MARGINALS)
+    else:
+        rng = np.random.default_rng([noise_key, 16])  # its own stream, apart from the DP steps' noise
+        network.set_marginals(gaussian_release(counts, noise_multiplier * sensitivity, sensitivity, rng, ledger,
+                                               MARGINALS))
 
 
 def build_model(model, data, seed, latent_dim, discriminator_steps=None):
@@ -333,7 +350,12 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
     settings = PrivacySettings(dataset_size=len(records), batch_size=batch_size, epochs=epochs,
                                l2_norm_clip=l2_norm_clip, noise_multiplier=noise_multiplier, target_epsilon=epsilon,
                                delta=delta, sampling=sampling, accountant=accountant, clipping=clipping,
-                               target_quantile=target_quantile).resolved()
+                               target_quantile=target_quantile)
+    if getattr(network, "anchors_marginals", False):  # the tabular GAN's one-shot release, composed with its steps
+        release = release_noise_multiplier(noise_multiplier, epsilon, settings.delta or default_delta(len(records)),
+                                           settings.sampling_probability, settings.steps)
+        settings = dataclasses.replace(settings, release_noise_multiplier=release)
+    settings = settings.resolved()
 
     make_optimizer(optimizer, settings, learning_rate, engine, dp2_delay, dp2_learning_rate)  # checks, before writing
     os.makedirs(output, exist_ok=True)
@@ -345,6 +367,10 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
                         noise_key=secrets["noise_key"], engine=engine, dp2_delay=dp2_delay,
                         dp2_learning_rate=dp2_learning_rate)
         network.optimizer._create_all_weights(network.trainable_variables)
+    ledger = PrivacyLedger()
+    if settings.release_noise_multiplier is not None:
+        release_marginals(network, records, labels, settings.release_noise_multiplier, secrets["noise_key"], ledger,
+                          record_only=resuming)  # a resumed run has them in its checkpoint
     checkpoint = RunCheckpoint(os.path.join(output, "checkpoints"), network, checkpoint_every)
     if resuming:
         checkpoint.restore_latest()
@@ -354,7 +380,7 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
     if settings.target_epsilon is not None:
         total = min(total, accounting.max_steps_within(settings.target_epsilon, settings.noise_multiplier,
                                                        settings.sampling_probability, settings.delta,
-                                                       settings.accountant))
+                                                       settings.accountant, release=settings.release_noise_multiplier))
     if verbose:
         print(f"DP training {model} on {dataset} ({settings.dataset_size} records, {distribution.num_replicas_in_sync} "
               f"replica(s), {engine} engine, {network.optimizer_name}): noise_multiplier "
@@ -371,6 +397,8 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
            [checkpoint], verbose)
     checkpoint.save()
     report = network.privacy_report()
+    if ledger.releases:
+        report["releases"] = ledger.to_list()
     finish_run(output, network, model, dataset, report, privacy_statement(settings, report["steps"]), verbose,
                insecure_noise_seed is not None)
     if verbose and model in CONDITIONAL_IMAGE_MODELS and len(held_out_records[0]) >= 20:

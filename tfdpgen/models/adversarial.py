@@ -94,10 +94,15 @@ class AdversarialModel(DPGenerativeModel):
         with tf.GradientTape() as tape:
             fake, labels = self.fake_rows(self.step_seed(2), training=True)
             loss = tf.reduce_mean(tf.nn.softplus(-self.discriminate(fake, labels)))
+            loss += self.generator_regularizer(self.step_seed(3))
             scaled = loss / replicas  # the optimizer sums over replicas
         variables = self.generator.trainable_variables
         self.generator_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         return loss
+
+    def generator_regularizer(self, seed):
+        """A further term of the generator's loss, from nothing private but released statistics (none here)."""
+        return 0.0
 
     def update_average(self, strategy):
         """(cross-replica) average <- d * average + (1 - d) * generator, after a generator step."""

@@ -11,9 +11,15 @@ from absl import logging as absl_logging
 ACCOUNTANTS = ("rdp", "pld")
 
 
-def dp_sgd_event(noise_multiplier: float, sampling_probability: float, steps: int) -> dp_accounting.DpEvent:
+def dp_sgd_event(noise_multiplier: float, sampling_probability: float, steps: int,
+                 release: float = None) -> dp_accounting.DpEvent:
+    """`steps` DP-SGD steps, after one Gaussian release of noise multiplier `release` (its noise std over its L2
+    sensitivity; a family's one-shot statistic, such as the tabular GAN's noisy marginals) when one was made."""
     step = dp_accounting.PoissonSampledDpEvent(sampling_probability, dp_accounting.GaussianDpEvent(noise_multiplier))
-    return dp_accounting.SelfComposedDpEvent(step, int(steps))
+    event = dp_accounting.SelfComposedDpEvent(step, int(steps))
+    if release is None:
+        return event
+    return dp_accounting.ComposedDpEvent([dp_accounting.GaussianDpEvent(release)] + ([event] if steps > 0 else []))
 
 
 def sum_noise_multiplier(noise_multiplier: float, count_stddev: float) -> float:
@@ -37,19 +43,19 @@ def make_accountant(accountant: str) -> dp_accounting.PrivacyAccountant:
 
 
 def compute_epsilon(noise_multiplier: float, sampling_probability: float, steps: int, delta: float,
-                    accountant: str = "rdp") -> float:
-    """Epsilon spent after `steps` DP-SGD steps; inf without noise, 0 before the first step."""
-    if steps <= 0:
+                    accountant: str = "rdp", release: float = None) -> float:
+    """Epsilon spent after `steps` DP-SGD steps (and the release, if any); inf without noise, 0 before anything."""
+    if steps <= 0 and release is None:
         return 0.0
-    if noise_multiplier <= 0:
+    if noise_multiplier <= 0 or release == 0:
         return math.inf
     acc = make_accountant(accountant)
-    acc.compose(dp_sgd_event(noise_multiplier, sampling_probability, steps))
+    acc.compose(dp_sgd_event(noise_multiplier, sampling_probability, max(steps, 0), release))
     return float(acc.get_epsilon(delta))
 
 
 def calibrate_noise_multiplier(target_epsilon: float, delta: float, sampling_probability: float, steps: int,
-                               accountant: str = "rdp") -> float:
+                               accountant: str = "rdp", release: float = None) -> float:
     """The smallest noise multiplier whose epsilon after `steps` steps is at most `target_epsilon`.
 
     Brent's method over dp_accounting (dp_accounting.calibrate_dp_mechanism); the result never exceeds the target and,
@@ -58,7 +64,7 @@ def calibrate_noise_multiplier(target_epsilon: float, delta: float, sampling_pro
     """
     bracket = dp_accounting.LowerEndpointAndGuess(1e-3, 1.0)
     if accountant == "pld":
-        rdp_noise = calibrate_noise_multiplier(target_epsilon, delta, sampling_probability, steps, "rdp")
+        rdp_noise = calibrate_noise_multiplier(target_epsilon, delta, sampling_probability, steps, "rdp", release)
         bracket = dp_accounting.ExplicitBracketInterval(0.5 * rdp_noise, rdp_noise)
     # dp-accounting 0.6 warns for each RDP order it drops while the search tries small noise at large q (the bound
     # over the remaining orders is still an upper bound): a wall of lines per run, so quiet during the search only.
@@ -67,7 +73,7 @@ def calibrate_noise_multiplier(target_epsilon: float, delta: float, sampling_pro
     try:
         return float(dp_accounting.calibrate_dp_mechanism(
             lambda: make_accountant(accountant),
-            lambda z: dp_sgd_event(z, sampling_probability, steps),
+            lambda z: dp_sgd_event(z, sampling_probability, steps, release),
             target_epsilon, delta, bracket_interval=bracket, tol=1e-5,
         ))
     finally:
@@ -75,18 +81,20 @@ def calibrate_noise_multiplier(target_epsilon: float, delta: float, sampling_pro
 
 
 def max_steps_within(target_epsilon: float, noise_multiplier: float, sampling_probability: float, delta: float,
-                     accountant: str = "rdp", upper: int = 1 << 24) -> int:
+                     accountant: str = "rdp", upper: int = 1 << 24, release: float = None) -> int:
     """The largest number of steps whose epsilon is at most `target_epsilon` (bisection; epsilon grows with steps)."""
     if noise_multiplier <= 0:
         return 0
+    spent = lambda steps: compute_epsilon(  # noqa: E731
+        noise_multiplier, sampling_probability, steps, delta, accountant, release)
     lo, hi = 0, 1
-    while hi < upper and compute_epsilon(noise_multiplier, sampling_probability, hi, delta, accountant) <= target_epsilon:
+    while hi < upper and spent(hi) <= target_epsilon:
         lo, hi = hi, hi * 2
     if hi >= upper:
         return upper
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if compute_epsilon(noise_multiplier, sampling_probability, mid, delta, accountant) <= target_epsilon:
+        if spent(mid) <= target_epsilon:
             lo = mid
         else:
             hi = mid

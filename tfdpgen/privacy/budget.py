@@ -22,7 +22,8 @@ class PrivacyBudget(tf.keras.callbacks.Callback):
 
     def _epsilon(self, steps):
         s = self.model.privacy
-        return accounting.compute_epsilon(s.noise_multiplier, s.sampling_probability, steps, s.delta, s.accountant)
+        return accounting.compute_epsilon(s.noise_multiplier, s.sampling_probability, steps, s.delta, s.accountant,
+                                          release=s.release_noise_multiplier)
 
     def on_train_begin(self, logs=None):
         s = self.model.privacy
@@ -30,7 +31,7 @@ class PrivacyBudget(tf.keras.callbacks.Callback):
         if target is None:
             return
         self.max_steps = accounting.max_steps_within(target, s.noise_multiplier, s.sampling_probability, s.delta,
-                                                     s.accountant)
+                                                     s.accountant, release=s.release_noise_multiplier)
         steps = int(self.model.dp_steps.numpy())
         if steps >= self.max_steps:
             raise PrivacyBudgetExhausted(

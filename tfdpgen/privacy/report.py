@@ -15,7 +15,7 @@ SHUFFLE_CAVEAT = (
 def privacy_report(settings: PrivacySettings, steps: int) -> dict:
     """The privacy.json fields for `steps` DP steps taken with `settings` (resolved)."""
     epsilon = accounting.compute_epsilon(settings.noise_multiplier, settings.sampling_probability, steps,
-                                         settings.delta, settings.accountant)
+                                         settings.delta, settings.accountant, settings.release_noise_multiplier)
     report = {
         "epsilon": None if math.isinf(epsilon) else epsilon,
         "delta": settings.delta,
@@ -34,6 +34,9 @@ def privacy_report(settings: PrivacySettings, steps: int) -> dict:
         "target_epsilon": settings.target_epsilon,
         "adjacency": "add-or-remove-one record (example-level DP)",
     }
+    if settings.release_noise_multiplier is not None:
+        report["release_noise_multiplier"] = settings.release_noise_multiplier
+        report["mechanisms"] = {"dp_sgd_steps": int(steps), "gaussian_release": 1}
     if settings.clipping == "adaptive":
         report["clipped_count_stddev"] = settings.count_stddev
         report["adaptive_clipping"] = (
@@ -47,7 +50,7 @@ def privacy_report(settings: PrivacySettings, steps: int) -> dict:
         report["caveat"] = SHUFFLE_CAVEAT
         report["epsilon_without_sampling_amplification"] = accounting.compute_epsilon(
             settings.noise_multiplier, 1.0, math.ceil(steps / settings.steps_per_epoch), settings.delta,
-            settings.accountant)
+            settings.accountant, settings.release_noise_multiplier)
     return report
 
 
@@ -69,7 +72,12 @@ def privacy_statement(settings: PrivacySettings, steps: int) -> str:
                 f"epsilon from dp_accounting. To add it: {TF_PRIVACY_INSTALL}\n")
     compute_dp_sgd_privacy_lib = tf_privacy("privacy.analysis.compute_dp_sgd_privacy_lib", "the privacy statement")
     accountant = compute_dp_sgd_privacy_lib.AccountantType[settings.accountant.upper()]
-    return compute_dp_sgd_privacy_lib.compute_dp_sgd_privacy_statement(
+    preface = ""
+    if settings.release_noise_multiplier is not None:
+        preface = (f"Before its steps this run made one Gaussian release (noise multiplier "
+                   f"{settings.release_noise_multiplier:.4g}; see `releases` in privacy.json). The epsilon in "
+                   "privacy.json composes it with the steps; the statement below covers the steps alone.\n\n")
+    return preface + compute_dp_sgd_privacy_lib.compute_dp_sgd_privacy_statement(
         number_of_examples=settings.dataset_size, batch_size=settings.batch_size,
         num_epochs=epochs_for_steps(steps, settings.sampling_probability), noise_multiplier=settings.noise_multiplier,
         delta=settings.delta, used_microbatching=False, accountant_type=accountant)

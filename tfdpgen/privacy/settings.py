@@ -39,6 +39,10 @@ class PrivacySettings:
     sum; `noise_multiplier` stays the single-Gaussian equivalent z the accounting uses, and the sum gets the larger
     `effective_noise_multiplier` z_sum = (z^-2 - (2 sigma_b)^-2)^(-1/2), sigma_b = `clipped_count_stddev`
     (default batch_size / 20).
+
+    `release_noise_multiplier` (None: no release): a one-shot Gaussian release the family makes from the training
+    records before its steps (the tabular GAN's noisy marginals), as its noise std over its L2 sensitivity; every
+    epsilon, the calibration and the stop at the target compose it with the steps.
     """
 
     dataset_size: int
@@ -54,6 +58,7 @@ class PrivacySettings:
     target_quantile: float = 0.5
     clip_learning_rate: float = 0.2
     clipped_count_stddev: Optional[float] = None
+    release_noise_multiplier: Optional[float] = None
 
     def __post_init__(self):
         def fail(message):
@@ -89,6 +94,9 @@ class PrivacySettings:
             fail(f"noise_multiplier must be >= 0, got {self.noise_multiplier!r}.")
         if self.target_epsilon is not None and not (self.target_epsilon > 0 and math.isfinite(self.target_epsilon)):
             fail(f"target_epsilon must be a positive number, got {self.target_epsilon!r}.")
+        release = self.release_noise_multiplier
+        if release is not None and not (release >= 0 and math.isfinite(release)):
+            fail(f"release_noise_multiplier must be >= 0, got {release!r}.")
         if self.delta is not None and not 0 < self.delta < 1 / self.dataset_size:
             fail(f"delta must be in (0, 1/N) = (0, {1 / self.dataset_size:.3g}) for N={self.dataset_size} records "
                  f"(a larger delta allows leaking a whole record); got {self.delta!r}. "
@@ -129,14 +137,16 @@ class PrivacySettings:
         if noise is None:
             try:
                 noise = accounting.calibrate_noise_multiplier(
-                    self.target_epsilon, delta, self.sampling_probability, steps, self.accountant)
+                    self.target_epsilon, delta, self.sampling_probability, steps, self.accountant,
+                    self.release_noise_multiplier)
             except Exception as error:  # dp_accounting raises several types when no bracket holds the target
                 reason = f" ({error})"
         elif self.target_epsilon is not None:
             steps = 1  # noise given: the target must allow at least one step
         if self.target_epsilon is not None:
             reached = (math.inf if noise is None else
-                       accounting.compute_epsilon(noise, self.sampling_probability, steps, delta, self.accountant))
+                       accounting.compute_epsilon(noise, self.sampling_probability, steps, delta, self.accountant,
+                                                  self.release_noise_multiplier))
             if reached > self.target_epsilon:
                 what = (f"no noise multiplier reaches it in {steps} steps" if self.noise_multiplier is None else
                         f"noise_multiplier {noise} spends epsilon {reached:.4g} in its first step")
