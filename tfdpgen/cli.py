@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="random: a random subset (fixed public seed; what membership-inference audits assume); "
                             "tail: the last records of the file (e.g. ../shared/data's fixed splits)")
     train.add_argument("--checkpoint-every", type=int, default=100, help="DP steps between checkpoints")
+    train.add_argument("--discriminator-steps", type=int,
+                       help="gan, cgan, tabgan: DP discriminator steps per generator step (the DP-GAN recipe; the "
+                            "generator's steps cost no privacy); default: the family's recipe")
     train.add_argument("--components", type=int,
                        help=f"marginal: components of the mixture of products (default {DEFAULT_COMPONENTS})")
     train.add_argument("--bins", type=int, help="marginal: equal bins per numeric column over its declared bounds "
@@ -233,7 +236,7 @@ def main(argv=None) -> int:
                       target_quantile=args.target_quantile, dp2_delay=args.dp2_delay,
                       dp2_learning_rate=args.dp2_learning_rate, schema=args.schema, holdout=args.holdout,
                       holdout_order=args.holdout_order, insecure_noise_seed=args.insecure_noise_seed,
-                      verbose=0 if args.quiet else 1,
+                      verbose=0 if args.quiet else 1, discriminator_steps=args.discriminator_steps,
                       marginal={name: value for name, value in (("components", args.components), ("bins", args.bins))
                                 if value is not None})
     except (ValueError, CheckpointError, PrivacyBudgetExhausted, ServingError, TFPrivacyMissing, OSError) as error:
