@@ -18,6 +18,7 @@ missing ones. The picture: benchmarks/results/tabular_utility.png.
 """
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -53,8 +54,9 @@ def scores(columns, held_out, schema):
 def tfdpgen_run(method, epsilon, seed, work, held_out_labels, num_classes):
     run = os.path.join(work, f"{method}-{epsilon}-{seed}")
     started = time.time()
-    train_run(model=method, dataset="adult", data_dir=ADULT, epsilon=epsilon, delta=DELTA, holdout=len(held_out_labels),
-              holdout_order="tail", output=run, seed=seed, verbose=0)
+    privacy = {"epsilon": epsilon, "delta": DELTA} if epsilon is not None else {"noise_multiplier": 0.0}
+    train_run(model=method, dataset="adult", data_dir=ADULT, holdout=len(held_out_labels), holdout_order="tail",
+              output=run, seed=seed, verbose=0, **privacy)
     seconds = time.time() - started
     model, _ = load_trained(run)
     if method == "marginal":
@@ -103,7 +105,7 @@ def summarize(rows):
         groups.setdefault((row["method"], row["epsilon"]), []).append(row)
     out = []
     for (method, epsilon), group in sorted(groups.items(), key=lambda item: (METHODS.index(item[0][0]),
-                                                                             item[0][1] or 0)):
+                                                                             item[0][1] or math.inf)):
         summary = {"method": method, "epsilon": epsilon, "seeds": len(group)}
         for key in ("gbt_auc", "lr_auc", "tv_1way_mean", "tv_2way_mean", "tv_3way_target_mean", "seconds"):
             values = np.array([row[key] for row in group])
@@ -120,7 +122,8 @@ def markdown(rows):
     for s in summarize(rows):
         spread = lambda key: f" ±{s[key + '_spread'] / 2:.3f}" if s["seeds"] > 1 else ""  # noqa: E731
         audit = f"{s['empirical_epsilon']:.2f}" if s["method"] in ("marginal", "tabgan") else "-"
-        lines.append(f"| {s['method']} | {s['epsilon'] if s['epsilon'] else '-'} | {s['seeds']} | "
+        epsilon = s["epsilon"] or ("-" if s["method"] == "real" else "no DP")
+        lines.append(f"| {s['method']} | {epsilon} | {s['seeds']} | "
                      f"{s['gbt_auc']:.3f}{spread('gbt_auc')} | {s['lr_auc']:.3f} | {s['tv_1way_mean']:.3f} | "
                      f"{s['tv_2way_mean']:.3f}{spread('tv_2way_mean')} | {s['tv_3way_target_mean']:.3f} | "
                      f"{s['seconds']:.0f} | {audit} |")
@@ -134,7 +137,7 @@ def plot(rows, path):
     summary = summarize(rows)
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for method in METHODS[1:]:
-        points = [s for s in summary if s["method"] == method]
+        points = [s for s in summary if s["method"] == method and s["epsilon"] is not None]
         if not points:
             continue
         eps = [s["epsilon"] for s in points]
@@ -160,7 +163,8 @@ def plot(rows, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    parser.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 10.0])
+    parser.add_argument("--epsilons", nargs="+", type=lambda v: None if v == "none" else float(v), default=[1.0, 10.0],
+                        help="privacy budgets; 'none': tfdpgen's families without DP (the sanity run)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--markdown", action="store_true",
                         help="print the README table and redraw the picture from the results, and stop")
@@ -181,8 +185,8 @@ def main():
         for method in args.methods:
             for epsilon in ([None] if method == "real" else args.epsilons):
                 for seed in ([0] if method == "real" else args.seeds):
-                    if (method, epsilon, seed) in done:
-                        continue
+                    if (method, epsilon, seed) in done or (epsilon is None and method in ("mst", "aim")):
+                        continue  # MST and AIM have no run without DP
                     if method == "real":
                         columns, seconds, extra = train_columns, 0.0, {}
                     elif method in ("marginal", "tabgan"):

@@ -34,8 +34,8 @@ def samples(run_dir, env):
     return np.array(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def kill_after_checkpoint(output, step):
-    process = subprocess.Popen(train_command(output), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def kill_after_checkpoint(output, step, command=None):
+    process = subprocess.Popen(command or train_command(output), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (output / "checkpoints" / f"ckpt-{step}.index").exists():
         assert process.poll() is None and time.time() < deadline, "training ended before the kill"

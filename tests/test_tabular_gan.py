@@ -3,6 +3,8 @@ and that the generator learns the released marginals."""
 import json
 import math
 import os
+import subprocess
+import sys
 
 import dp_accounting
 import numpy as np
@@ -114,3 +116,27 @@ def test_the_generator_learns_the_released_marginals():
                                                   - target[c]).sum() for c in (0, 1)])
     assert distances[1.0] < 0.15, distances  # measured 0.078 (2,000 samples per class: about 0.05 is noise)
     assert distances[0.0] > 3 * distances[1.0], distances  # measured 0.77
+
+
+def test_a_killed_run_resumes_with_its_release_counted_once(tmp_path):
+    """SIGKILL after a checkpoint, then the same command: the marginals come back from the checkpoint, the release is
+    listed once and the epsilon is the uninterrupted run's."""
+    from test_resume import kill_after_checkpoint
+    table(1000).to_csv(tmp_path / "rows.csv", index=False)
+    (tmp_path / "schema.json").write_text(json.dumps(SCHEMA))
+    train = ["--model", "tabgan", "--data-dir", str(tmp_path / "rows.csv"), "--schema", str(tmp_path / "schema.json"),
+             "--epochs", "8", "--epsilon", "2", "--seed", "5", "--insecure-noise-seed", "5", "--checkpoint-every", "4",
+             "--quiet"]
+    command = lambda output: [sys.executable, "-m", "tfdpgen.cli", "train", "--output", str(output)] + train  # noqa
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert subprocess.run(command(whole), capture_output=True, timeout=600).returncode == 0
+    kill_after_checkpoint(killed, 8, command(killed))
+    result = subprocess.run(command(killed), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed, uninterrupted = (json.loads((d / "privacy.json").read_text()) for d in (killed, whole))
+    assert resumed["epsilon"] == uninterrupted["epsilon"] and resumed["steps"] == uninterrupted["steps"]
+    assert resumed["releases"] == uninterrupted["releases"] and len(resumed["releases"]) == 1
+    marginals = [tf.train.load_variable(str(d / "checkpoints"), "model/conditional_marginals/.ATTRIBUTES/VARIABLE_VALUE")
+                 for d in (killed, whole)]
+    np.testing.assert_array_equal(*marginals)
+    assert marginals[0].sum() > 0
