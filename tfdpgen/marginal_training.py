@@ -57,8 +57,9 @@ def privacy_text(report: dict) -> str:
             "protected. privacy.json lists every release.\n")
 
 
-def train_marginal_run(dataset=None, frame=None, data_dir=None, schema=None, epsilon=None, delta=None, noise_multiplier=None,
-                       output=None, seed=None, holdout=0.2, holdout_order="random", insecure_noise_seed=None,
+def train_marginal_run(dataset=None, frame=None, data_dir=None, schema=None, epsilon=None, delta=None,
+                       noise_multiplier=None, output=None, seed=None, holdout=0.2, holdout_order="random",
+                       insecure_noise_seed=None,
                        components=DEFAULT_COMPONENTS, bins=DEFAULT_BINS, max_cells=MAX_CELLS, verbose=1, **given):
     """Train the marginal family into `output`; `given` holds the DP-SGD flags, refused if set; `frame`: a DataFrame
     (`dataset` is then tables.DATAFRAME). Returns `output`."""

@@ -131,10 +131,11 @@ def release_marginals(network, records, labels, noise_multiplier, noise_key, led
     """The tabular GAN's marginals, released once with Gaussian noise (noise_multiplier x their sensitivity) drawn from
     the run's secret noise key, and given to the network; exact without noise (a run without DP)."""
     counts, sensitivity = network.marginal_counts(records, labels)
-    if noise_multiplier == 0:
+    if record_only:
+        if noise_multiplier > 0:
+            ledger.gaussian(noise_multiplier * sensitivity, sensitivity, MARGINALS)
+    elif noise_multiplier == 0:
         network.set_marginals(counts)
-    elif record_only:
-        ledger.gaussian(noise_multiplier * sensitivity, sensitivity, MARGINALS)
     else:
         rng = np.random.default_rng([noise_key, 16])  # its own stream, apart from the DP steps' noise
         network.set_marginals(gaussian_release(counts, noise_multiplier * sensitivity, sensitivity, rng, ledger,

@@ -37,10 +37,13 @@ class AdversarialModel(DPGenerativeModel):
         self.generator_optimizer = None
         self.zero_rate_skips = False
         self.average_generator = None
-        self.generator_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="generator_steps",
-                                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
     generator_networks = property(lambda self: [self.average_generator])
+
+    @property
+    def generator_steps(self):
+        """Generator steps taken: one after every `discriminator_steps`-th DP step."""
+        return self.dp_steps // self.discriminator_steps
 
     def track_average(self):
         """Start the generator's moving average at its initial weights (call once `self.generator` is built)."""
@@ -107,8 +110,7 @@ class AdversarialModel(DPGenerativeModel):
     def update_average(self, strategy):
         """(cross-replica) average <- d * average + (1 - d) * generator, after a generator step."""
         due = self.generator_due()
-        steps = self.generator_steps.assign_add(tf.cast(due, tf.int64))
-        t = tf.cast(steps, tf.float32)
+        t = tf.cast(self.generator_steps, tf.float32)
         decay = tf.where(due, tf.minimum(self.average_decay, (1 + t) / (10 + t)), 1.0)
         for average, weight in zip(self.average_generator.weights, self.generator.weights):
             strategy.extended.update(average, lambda a, w: a.assign(decay * a + (1 - decay) * w), args=(weight,))
