@@ -40,10 +40,10 @@ class DPClassifier(DPGenerativeModel):
 
     metric_names = ("loss", "accuracy")
 
-    def __init__(self, **kwargs):
+    def __init__(self, image_shape=(28, 28, 1), **kwargs):
         super().__init__(latent_dim=1, **kwargs)
         L = tf.keras.layers
-        self.net = tf.keras.Sequential([L.InputLayer(input_shape=(28, 28, 1)),
+        self.net = tf.keras.Sequential([L.InputLayer(input_shape=image_shape),
                                         L.Conv2D(16, 5, strides=2, padding="same", activation="tanh"),
                                         L.Conv2D(32, 3, strides=2, padding="same", activation="tanh"),
                                         L.Flatten(), L.Dense(32, activation="tanh"), L.Dense(10)])

@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tfdpgen.data.images import DATASETS
     from tfdpgen.data.tables import TABLES
     from tfdpgen.models.marginal import DEFAULT_BINS, DEFAULT_COMPONENTS
+    from tfdpgen.merf_training import DEFAULT_FIT_STEPS, DEFAULT_FREQUENCIES
     from tfdpgen.privacy.optimizers import OPTIMIZERS
     from tfdpgen.strategies import STRATEGIES
     from tfdpgen.training import DEFAULT_EPSILON, DEFAULTS, MODELS, RECIPES
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a DP generator (default: DP-VAE on scikit-learn digits)",
                                 formatter_class=HelpFormatter)
     train.add_argument("--model", choices=list(MODELS), default="vae",
-                       help="vae, cgan and sinkhorn (label-conditioned), gan, tabgan and marginal (tables; marginal: "
+                       help="vae, cgan and sinkhorn (label-conditioned), merf (DP-MERF, label-conditioned: one noisy release "
+                            "of random-feature mean embeddings), gan, tabgan and marginal (tables; marginal: "
                             "AIM-selected noisy marginals and a mixture of products), diffusion (DPDM)")
     train.add_argument("--dataset", choices=DATASETS + TABLES,
                        help="images: digits (default; ships with scikit-learn), mnist/fashion_mnist (through TFDS); "
@@ -118,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"marginal: components of the mixture of products (default {DEFAULT_COMPONENTS})")
     train.add_argument("--bins", type=int, help="marginal: equal bins per numeric column over its declared bounds "
                                                 f"(default {DEFAULT_BINS})")
+    train.add_argument("--frequencies", type=int,
+                       help=f"merf: random frequencies of the kernel's features (default {DEFAULT_FREQUENCIES})")
+    train.add_argument("--fit-steps", type=int,
+                       help=f"merf: steps fitting the generator to the release (default {DEFAULT_FIT_STEPS})")
     train.add_argument("--quiet", action="store_true",
                        help="no progress bar, and no closing train-on-synthetic accuracy on the held-out records")
 
@@ -238,7 +244,9 @@ def main(argv=None) -> int:
                       holdout_order=args.holdout_order, insecure_noise_seed=args.insecure_noise_seed,
                       verbose=0 if args.quiet else 1, discriminator_steps=args.discriminator_steps,
                       marginal={name: value for name, value in (("components", args.components), ("bins", args.bins))
-                                if value is not None})
+                                if value is not None},
+                      merf={name: value for name, value in (("frequencies", args.frequencies),
+                                                            ("fit_steps", args.fit_steps)) if value is not None})
     except (ValueError, CheckpointError, PrivacyBudgetExhausted, ServingError, TFPrivacyMissing, OSError) as error:
         print(f"tfdpgen: error: {flag_names(str(error))}", file=sys.stderr)  # bad input: one line, what to do
         return 2

@@ -6,7 +6,6 @@ choices (their scores compare the true marginals with the model's). Everything a
 samples, is post-processing. The run writes the same files as a DP-SGD run (run.json, split.json, checkpoints/,
 privacy.json last, privacy.txt, samples.png, saved_model/1) and privacy.json lists every release.
 """
-import inspect
 import math
 import os
 import sys
@@ -21,27 +20,10 @@ from tfdpgen.models.marginal import DEFAULT_BINS, DEFAULT_COMPONENTS, DPMarginal
 from tfdpgen.privacy.aim import estimate_total, measure_exactly, run_aim
 from tfdpgen.privacy.ledger import PrivacyLedger, rho_for_epsilon
 from tfdpgen.privacy.settings import default_delta
+from tfdpgen.release_runs import check_flags, checked_budget, release_report
 
 MAX_CELLS = 10_000  # the largest marginal AIM may measure (AIM's own workload cap)
 FINAL_FIT_STEPS = 2000  # the last fit, after every release: post-processing, so it can take its time
-# Flags of DP-SGD that mean nothing here: given, they are refused rather than ignored.
-DP_SGD_ONLY = ("epochs", "batch_size", "l2_norm_clip", "learning_rate", "latent_dim", "dp2_learning_rate",
-               "discriminator_steps")
-
-
-def check_flags(given: dict, noise_multiplier) -> None:
-    for name, value in given.items():
-        if name in DP_SGD_ONLY and value is not None:
-            raise ValueError(f"--{name.replace('_', '-')} is a DP-SGD setting; the marginal family has no training "
-                             "steps (it measures marginals and fits to them): leave it out.")
-    if noise_multiplier not in (None, 0):
-        raise ValueError("the marginal family calibrates its noise from --epsilon; --noise-multiplier takes only 0 "
-                         "there (a non-private run, for sanity checks).")
-    from tfdpgen.training import train_run
-    defaults = inspect.signature(train_run).parameters  # DP-SGD choices left at train_run's defaults
-    for name in ("sampling", "accountant", "optimizer", "clipping", "engine", "strategy"):
-        if given.get(name, defaults[name].default) != defaults[name].default:
-            raise ValueError(f"--{name} is a DP-SGD setting; the marginal family does not use it: leave it out.")
 
 
 def privacy_text(report: dict) -> str:
@@ -64,16 +46,8 @@ def train_marginal_run(dataset=None, frame=None, data_dir=None, schema=None, eps
     """Train the marginal family into `output`; `given` holds the DP-SGD flags, refused if set; `frame`: a DataFrame
     (`dataset` is then tables.DATAFRAME). Returns `output`."""
     from tfdpgen import training  # the run directory's conventions live there
-    check_flags(given, noise_multiplier)
-    private = noise_multiplier != 0
-    if private:
-        epsilon = training.DEFAULT_EPSILON if epsilon is None else epsilon
-        if not (math.isfinite(epsilon) and epsilon > 0):
-            raise ValueError(f"--epsilon must be a positive number, got {epsilon!r}.")
-    elif epsilon is not None:
-        raise ValueError("--noise-multiplier 0 is a non-private run: leave --epsilon out.")
-    if delta is not None and not 0 < delta < 1:
-        raise ValueError(f"--delta must be in (0, 1), got {delta!r}.")
+    check_flags("marginal", "it measures marginals and fits to them", given, noise_multiplier)
+    private, epsilon = checked_budget(epsilon, noise_multiplier, delta, training.DEFAULT_EPSILON)
     for name, value, low in (("--components", components, 1), ("--bins", bins, 2), ("max_cells", max_cells, 2)):
         if not (isinstance(value, int) and value >= low):
             raise ValueError(f"{name} must be a whole number of at least {low}, got {value!r}.")
@@ -120,18 +94,10 @@ def train_marginal_run(dataset=None, frame=None, data_dir=None, schema=None, eps
         measurements = measure_exactly(codes, network.sizes, network.condition_index, max_cells)
     network.fit(measurements, estimate_total(measurements), steps=FINAL_FIT_STEPS)
     tf.train.Checkpoint(model=network).save(os.path.join(output, "checkpoints", "ckpt"))
-    epsilon_spent = ledger.epsilon(delta) if private else None
-    report = {"epsilon": epsilon_spent, "delta": delta, "target_epsilon": epsilon, "accountant": "rdp",
-              "method": "AIM selection (McKenna et al. 2022) of noisy marginals; a mixture of products fitted to them",
-              "rho": ledger.rho if private else None, "rho_budget": rho if private else None,
-              "mechanisms": ledger.counts(), "releases": ledger.to_list(), "dataset_size": len(train),
-              "measured_marginals": [" x ".join(names[i] for i in m.clique) for m in measurements],
-              "composition": "each release enters by its zCDP bound (Gaussian: 1/(2 sigma^2) at sensitivity 1; "
-                             "exponential mechanism: epsilon^2/8), composed by dp_accounting's RdpAccountant as "
-                             "Gaussian events of equal Renyi curves",
-              "adjacency": "add-or-remove-one record (example-level DP)", "training_seconds": time.time() - started}
-    if not private:
-        report["note"] = "noise_multiplier is 0: this run has no differential privacy guarantee."
+    report = release_report(
+        ledger, private, epsilon, delta, rho, len(train),
+        "AIM selection (McKenna et al. 2022) of noisy marginals; a mixture of products fitted to them", started,
+        measured_marginals=[" x ".join(names[i] for i in m.clique) for m in measurements])
     training.finish_run(output, network, "marginal", dataset, report, privacy_text(report), verbose,
                         insecure_noise_seed is not None)
     return output

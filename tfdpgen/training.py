@@ -27,6 +27,7 @@ from tfdpgen.data.tables import DATAFRAME, TableSchema, is_frame, load_table
 from tfdpgen.models.diffusion import DPDiffusion
 from tfdpgen.models.gan import DPGAN
 from tfdpgen.models.marginal import DPMarginalTable
+from tfdpgen.models.merf import DPMERF
 from tfdpgen.models.sinkhorn import DPSinkhorn
 from tfdpgen.models.tabular_gan import MARGINALS, DPTableGAN, release_noise_multiplier
 from tfdpgen.models.vae import DPVAE
@@ -39,10 +40,10 @@ from tfdpgen.privacy.settings import PrivacySettings, default_delta
 from tfdpgen.strategies import make_strategy
 
 MODELS = {"vae": DPVAE, "gan": DPGAN, "cgan": DPGAN, "tabgan": DPTableGAN, "diffusion": DPDiffusion,
-          "sinkhorn": DPSinkhorn, "marginal": DPMarginalTable}
+          "sinkhorn": DPSinkhorn, "marginal": DPMarginalTable, "merf": DPMERF}
 TABLE_MODELS = ("tabgan", "marginal")
 ADVERSARIAL_MODELS = ("gan", "cgan", "tabgan")
-CONDITIONAL_IMAGE_MODELS = ("vae", "cgan", "sinkhorn")  # image families that take the labels (the label set is public schema)
+CONDITIONAL_IMAGE_MODELS = ("vae", "cgan", "sinkhorn", "merf")  # image families that take the labels (the label set is public schema)
 DEFAULT_DATASETS = {"tabgan": "breast_cancer", "marginal": "breast_cancer"}
 # What a run uses for a setting it is not given: DEFAULTS, with its family's recipe on top. learning_rate is that of
 # the privately trained network(s) (Adam; GAN discriminators learn slower so that their generators keep up). Chosen on
@@ -248,6 +249,8 @@ def load_trained(run_dir: str):
             kwargs["num_classes"] = metadata["num_classes"]
         if family == "diffusion":
             kwargs.pop("latent_dim")
+        if family == "merf":
+            kwargs.update({key: metadata[key] for key in ("frequencies", "bandwidth", "feature_seed")})
     network = MODELS[family](**kwargs)
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if latest is None:
@@ -261,7 +264,7 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
               learning_rate=None, latent_dim=None, output=None, seed=None, strategy="default", devices=None,
               checkpoint_every=100, engine="fast", clipping="fixed", target_quantile=0.5, dp2_delay=100,
               dp2_learning_rate=None, schema=None, holdout=0.2, holdout_order="random", insecure_noise_seed=None,
-              verbose=1, marginal=None, discriminator_steps=None) -> str:
+              verbose=1, marginal=None, discriminator_steps=None, merf=None) -> str:
     """Train a DP generator into `output`, or resume the unfinished run there. Returns the run directory.
 
     `holdout` of the records (a fraction, or a count; a random subset, or the last ones with holdout_order="tail")
@@ -279,7 +282,8 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
     TableSchema); tfdpgen keeps no copy of it, so resuming or evaluating the run takes the same DataFrame again.
 
     `model="marginal"` takes no DP-SGD step (marginal_training.train_marginal_run; `marginal` holds its own settings,
-    components and bins) and refuses DP-SGD settings given to it.
+    components and bins) and refuses DP-SGD settings given to it; nor does `model="merf"` (merf_training; `merf`
+    holds its frequencies and fit_steps).
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}: choose one of {sorted(MODELS)}.")
@@ -290,6 +294,8 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
         schema = schema.to_dict()  # run.json records the schema as given
     if marginal and model != "marginal":
         raise ValueError(f"--components and --bins are settings of the marginal family, not of {model}.")
+    if merf and model != "merf":
+        raise ValueError(f"--frequencies and --fit-steps are settings of DP-MERF (--model merf), not of {model}.")
     if model == "marginal":  # no DP-SGD steps: measured marginals and a fit (marginal_training)
         from tfdpgen.marginal_training import train_marginal_run
         return train_marginal_run(
@@ -300,6 +306,15 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
             dp2_learning_rate=dp2_learning_rate, sampling=sampling, accountant=accountant, optimizer=optimizer,
             clipping=clipping, engine=engine, strategy=strategy, discriminator_steps=discriminator_steps,
             **(marginal or {}))
+    if model == "merf":  # no DP-SGD steps: one release of mean embeddings and a fit (merf_training)
+        from tfdpgen.merf_training import train_merf_run
+        return train_merf_run(
+            dataset=dataset, data_dir=data_dir, epsilon=epsilon, delta=delta, noise_multiplier=noise_multiplier,
+            output=output, seed=seed, holdout=holdout, holdout_order=holdout_order,
+            insecure_noise_seed=insecure_noise_seed, verbose=verbose, epochs=epochs, batch_size=batch_size,
+            l2_norm_clip=l2_norm_clip, learning_rate=learning_rate, latent_dim=latent_dim,
+            dp2_learning_rate=dp2_learning_rate, sampling=sampling, accountant=accountant, optimizer=optimizer,
+            clipping=clipping, engine=engine, strategy=strategy, discriminator_steps=discriminator_steps, **(merf or {}))
     if checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be at least 1 step, got {checkpoint_every}.")
     for flag, rate in (("--learning-rate", learning_rate), ("--dp2-learning-rate", dp2_learning_rate)):
@@ -437,6 +452,8 @@ def finish_run(output, network, model, dataset, report, statement, verbose=1, in
         metadata["image_shape"] = list(network.image_shape)
     if model == "marginal":
         metadata.update(components=network.components, bins=network.bins)
+    if model == "merf":
+        metadata.update(network.get_config())
     partial = os.path.join(output, "saved_model", ".1.partial")
     final = os.path.join(output, "saved_model", "1")
     for leftover in (partial, final):  # an export of this unfinished run, interrupted before privacy.json

@@ -1,0 +1,114 @@
+"""DP-MERF: one record moves the released statistic by exactly its sensitivity, a run's release has the noise its
+privacy.json states and its epsilon is dp_accounting's for that noise, the generator learns the labels without noise
+(and a fit to label-blind embeddings does not), and the export samples by label in plain TensorFlow."""
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import dp_accounting
+import numpy as np
+import pytest
+
+import tfdpgen  # noqa: F401
+from tfdpgen import cli
+from tfdpgen.data.images import load_images
+from tfdpgen.evaluation.images import tstr_accuracy
+from tfdpgen.models.merf import DPMERF
+from tfdpgen.training import load_split, load_trained
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 1)])
+def test_each_record_moves_the_statistic_by_exactly_one(shape):
+    rng = np.random.default_rng(0)
+    images, labels = rng.uniform(size=(40, *shape)).astype(np.float32), rng.integers(0, 10, 40)
+    model = DPMERF(shape, 10, frequencies=500)
+    full = model.release_statistic(images, labels)
+    for k in (0, 17, 39):
+        without = model.release_statistic(np.delete(images, k, 0), np.delete(labels, k))
+        assert np.linalg.norm(full - without) == pytest.approx(model.sensitivity, abs=1e-6)
+    assert full[:, -1].sum() / 0.2 == pytest.approx(40)  # the count entries hold the class counts
+
+
+def run_cli(*args):
+    return cli.main(["train", "--model", "merf", "--quiet", *args])
+
+
+@pytest.fixture(scope="module")
+def merf_run(tmp_path_factory):
+    run = str(tmp_path_factory.mktemp("merf") / "run")
+    assert run_cli("--output", run, "--epsilon", "2", "--fit-steps", "200", "--frequencies", "1000",
+                   "--insecure-noise-seed", "5") == 0
+    return run
+
+
+def test_release_has_the_stated_noise_and_epsilon(merf_run):
+    with open(os.path.join(merf_run, "privacy.json")) as f:
+        report = json.load(f)
+    assert report["mechanisms"] == {"gaussian": 1} and 2 - 1e-6 <= report["epsilon"] <= 2
+    release = report["releases"][0]
+    # epsilon recomputed by dp_accounting from the recorded noise alone
+    accountant = dp_accounting.rdp.RdpAccountant()
+    accountant.compose(dp_accounting.GaussianDpEvent(release["stddev"] / release["sensitivity"]))
+    assert accountant.get_epsilon(report["delta"]) == pytest.approx(report["epsilon"], rel=1e-6)
+    # the noise actually in the release (kept in the checkpoint) against the exact statistic of the training images
+    model, _ = load_trained(merf_run)
+    train, train_labels, _, _, _, _ = load_split(merf_run)
+    noise = model.release.numpy() - model.release_statistic(train, train_labels)
+    spread = noise.std()
+    assert abs(spread / release["stddev"] - 1) < 0.03 and abs(noise.mean()) < 0.05 * release["stddev"]
+    assert abs(spread / (1.1 * release["stddev"]) - 1) > 0.05  # 1.1x the noise would be told apart
+    assert "one Gaussian release" in open(os.path.join(merf_run, "privacy.txt")).read()
+
+
+def test_export_samples_by_label_in_plain_tensorflow(merf_run):
+    script = textwrap.dedent(f"""
+        import json, tensorflow as tf
+        model = tf.saved_model.load({os.path.join(merf_run, "saved_model", "1")!r})
+        given = model.signatures["sample_conditional"](labels=tf.constant([0, 1, 7], tf.int32),
+                                                       seed=tf.constant(2, tf.int64))["samples"]
+        joint = model.signatures["serving_default"](num_samples=tf.constant(5), seed=tf.constant(1, tf.int64))
+        print(json.dumps({{"given": given.shape.as_list(), "joint": joint["samples"].shape.as_list(),
+                          "range": [float(tf.reduce_min(given)), float(tf.reduce_max(given))]}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["given"] == [3, 8, 8, 1] and result["joint"] == [5, 8, 8, 1]
+    assert 0 <= result["range"][0] <= result["range"][1] <= 1
+
+
+def test_without_noise_it_learns_the_labels_and_a_label_blind_fit_does_not():
+    digits = load_images("digits")
+    train, labels = digits.images[:1400], digits.labels[:1400]
+    test, test_labels = digits.images[1400:], digits.labels[1400:]
+    scores = {}
+    for name, given in (("labels", labels), ("shuffled", np.random.default_rng(0).permutation(labels))):
+        model = DPMERF((8, 8, 1), 10, frequencies=1000)
+        model.set_release(model.release_statistic(train, given))
+        model.fit(300, verbose=0)
+        sample_labels = np.arange(1000) % 10
+        scores[name] = tstr_accuracy(model.sample(1000, seed=1, labels=sample_labels), sample_labels, test,
+                                     test_labels, 10, epochs=10)
+    assert scores["labels"] > 0.8, scores
+    assert scores["shuffled"] < 0.3, scores
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "3"], "--epochs is a DP-SGD setting; the merf family"),
+    (["--noise-multiplier", "1.0"], "calibrates its noise from --epsilon"),
+    (["--fit-steps", "0"], "--fit-steps must be a whole number of at least 1"),
+])
+def test_bad_settings_are_one_line_before_anything_is_written(tmp_path, capsys, flags, message):
+    run = tmp_path / "run"
+    assert run_cli("--output", str(run), *flags) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not run.exists()
+
+
+def test_merf_flags_belong_to_merf(tmp_path, capsys):
+    assert cli.main(["train", "--model", "vae", "--frequencies", "8", "--output", str(tmp_path / "r")]) == 2
+    assert "settings of DP-MERF" in capsys.readouterr().err

@@ -1,0 +1,103 @@
+"""One run of DP-MERF (`tfdpgen train --model merf`): one Gaussian release of class-conditional random-feature mean
+embeddings, then a generator fitted to it (models.merf).
+
+The only access to the private images is that release; the fit, the export and the samples are post-processing. The
+run writes the same files as a DP-SGD run (run.json, split.json, checkpoints/, privacy.json last, privacy.txt,
+samples.png, saved_model/1), and privacy.json lists the release.
+"""
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tfdpgen.checkpoints import INSECURE_NOISE_WARNING, load_or_create_secrets
+from tfdpgen.data.images import load_images
+from tfdpgen.models.merf import DPMERF
+from tfdpgen.privacy.ledger import PrivacyLedger, rho_for_epsilon
+from tfdpgen.privacy.releases import gaussian_release
+from tfdpgen.privacy.settings import default_delta
+from tfdpgen.release_runs import check_flags, checked_budget, release_report
+
+EMBEDDINGS = "class-conditional random-feature mean embeddings (sums of unit-norm rows, and class counts)"
+# The fit is post-processing, so it takes what it needs; chosen on scikit-learn's public digits and DP-MERF's MNIST
+# settings, not on the private split.
+DEFAULT_FIT_STEPS = 1500
+DEFAULT_FREQUENCIES = 2000
+
+
+def privacy_text(report: dict) -> str:
+    if report["epsilon"] is None:
+        return "No noise was added (--noise-multiplier 0): no differential privacy statement applies.\n"
+    release = report["releases"][0]
+    return (f"This run read the {report['dataset_size']} private images once: one Gaussian release of their "
+            f"{EMBEDDINGS} (L2 sensitivity {release['sensitivity']:g}, noise standard deviation "
+            f"{release['stddev']:.6g}), rho = {report['rho']:.6g} zero-concentrated DP. By dp_accounting's RDP "
+            f"accountant the run satisfies ({report['epsilon']:.6g}, {report['delta']:.0e})-differential privacy for "
+            f"adding or removing one record (target epsilon {report['target_epsilon']}). The generator was fitted to "
+            "the release alone (post-processing). The label set, image shape and the random features (a public seed) "
+            "are public and not protected.\n")
+
+
+def train_merf_run(dataset=None, data_dir=None, epsilon=None, delta=None, noise_multiplier=None, output=None,
+                   seed=None, holdout=0.2, holdout_order="random", insecure_noise_seed=None,
+                   frequencies=DEFAULT_FREQUENCIES, fit_steps=DEFAULT_FIT_STEPS, verbose=1, **given):
+    """Train DP-MERF into `output`; `given` holds the DP-SGD flags, refused if set. Returns `output`."""
+    from tfdpgen import training  # the run directory's conventions live there
+    check_flags("merf", "it releases mean embeddings once and fits to them", given, noise_multiplier)
+    private, epsilon = checked_budget(epsilon, noise_multiplier, delta, training.DEFAULT_EPSILON)
+    for name, value in (("--frequencies", frequencies), ("--fit-steps", fit_steps)):
+        if not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}.")
+    dataset = dataset or "digits"
+    config = {"model": "merf", "dataset": dataset, "data_dir": data_dir, "epsilon": epsilon, "delta": delta,
+              "noise_multiplier": noise_multiplier, "seed": seed, "holdout": holdout, "holdout_order": holdout_order,
+              "frequencies": frequencies, "fit_steps": fit_steps,
+              "insecure_noise_seed_given": insecure_noise_seed is not None}
+    output = output or training.default_output("merf", dataset)
+    if training.check_output_dir(output, config):
+        raise training.RunDirectoryError(
+            f"--output {output} holds an unfinished merf run. It is not resumed (its noisy release was not kept), and "
+            "if it made its release, that counts against your data's budget too. Give a new directory. Nothing was "
+            "overwritten.")
+    data = load_images(dataset, data_dir)
+    total = len(data.labels)
+    held_out = training.held_out_count(total, holdout)
+    train, held_out_indices = training.split_indices(total, held_out, holdout_order)
+    images, labels = data.images[train], data.labels[train]
+    delta = delta or default_delta(len(train))
+    tf.keras.utils.set_random_seed(seed if seed is not None else np.random.SeedSequence().entropy % 2**31)
+    network = DPMERF(images.shape[1:], int(data.labels.max()) + 1, frequencies=frequencies)
+
+    os.makedirs(output, exist_ok=True)
+    training.write_run_files(output, config, total, held_out, holdout_order)
+    secrets = load_or_create_secrets(output, insecure_noise_seed)
+    ledger, started = PrivacyLedger(), time.time()
+    rho = rho_for_epsilon(epsilon, delta) * (1 - 1e-9) if private else math.inf  # never above the target
+    if verbose:
+        print(f"DP-MERF on {dataset} ({len(train)} images, {network.num_classes} classes, "
+              f"{'epsilon ' + format(epsilon, 'g') + ', delta ' + format(delta, '.0e') if private else 'no DP'}): "
+              f"one release of {2 * frequencies} random features per class, then {fit_steps} fitting steps")
+    if insecure_noise_seed is not None:
+        print(f"tfdpgen: warning: {INSECURE_NOISE_WARNING}", file=sys.stderr)
+    sums = network.release_statistic(images, labels)
+    if private:
+        stddev = network.sensitivity / math.sqrt(2 * rho)
+        rng = np.random.default_rng([secrets["noise_key"], 17])
+        sums = gaussian_release(sums, stddev, network.sensitivity, rng, ledger, EMBEDDINGS)
+    counts = network.set_release(sums)
+    if verbose:
+        print("released class counts: " + ", ".join(f"{count:.0f}" for count in counts))
+    network.fit(fit_steps, seed=seed or 0, verbose=verbose)
+    tf.train.Checkpoint(model=network).save(os.path.join(output, "checkpoints", "ckpt"))
+    report = release_report(ledger, private, epsilon, delta, rho, len(train),
+                            "DP-MERF (Harder et al. 2021): one release of random-feature mean embeddings; a "
+                            "generator fitted to it", started)
+    training.finish_run(output, network, "merf", dataset, report, privacy_text(report), verbose,
+                        insecure_noise_seed is not None)
+    if verbose and held_out >= 20:
+        print(training.synthetic_accuracy_line(network, data.images[held_out_indices], data.labels[held_out_indices],
+                                               dataset))
+    return output
