@@ -186,7 +186,7 @@ def test_image_family_trains_on_digits_and_exports(tmp_path, subprocess_env, cap
     assert report["epsilon"] <= 3 and (output / "samples.png").exists()
     out = load_in_plain_tensorflow(output / "saved_model" / "1", subprocess_env)
     assert out["outputs"] == {"samples": [[6, 8, 8, 1], "float32"]} and out["same_seed_same"]
-    if family in ("vae", "cgan", "sinkhorn"):  # conditional on the digits' labels
+    if family in ("vae", "cgan", "sinkhorn", "diffusion"):  # conditional on the digits' labels
         assert out["signatures"] == ["sample_conditional", "serving_default"]
         assert out["conditional"] == {"samples": [3, 8, 8, 1]} and "num_classes=10" in out["bad_label"]
     else:

@@ -7,6 +7,7 @@ import tfdpgen
 from tfdpgen.data.images import load_images
 from tfdpgen.data.sampling import private_batches
 from tfdpgen.evaluation.images import tstr_accuracy
+from tfdpgen.models.diffusion import DPDiffusion
 from tfdpgen.models.gan import DPGAN
 from tfdpgen.models.sinkhorn import DPSinkhorn
 
@@ -65,6 +66,11 @@ def conditional_sinkhorn():
     return DPSinkhorn(image_shape=(8, 8, 1), num_classes=10, seed=0)
 
 
+def conditional_diffusion():
+    tf.keras.utils.set_random_seed(0)
+    return DPDiffusion(image_shape=(8, 8, 1), num_classes=10, guidance=0.0, seed=0)
+
+
 def conditional_gan():
     tf.keras.utils.set_random_seed(0)
     return DPGAN(image_shape=(8, 8, 1), num_classes=10, seed=0)
@@ -72,7 +78,8 @@ def conditional_gan():
 
 @pytest.mark.parametrize("make, epochs, batch_size, learning_rate, bar", [
     (conditional_vae, 30, 128, 1e-2, 0.75), (conditional_gan, 60, 64, 5e-4, 0.5),
-    (conditional_sinkhorn, 30, 64, 5e-3, 0.8)], ids=["vae", "cgan", "sinkhorn"])
+    (conditional_sinkhorn, 30, 64, 5e-3, 0.8), (conditional_diffusion, 30, 64, 2e-3, 0.8)],
+    ids=["vae", "cgan", "sinkhorn", "diffusion"])
 def test_conditional_family_draws_the_digit_its_label_names(make, epochs, batch_size, learning_rate, bar):
     """Train on synthetic, test on real: far above chance (0.1); the same model trained on shuffled labels (one that
     cannot use them, as a label-ignoring model) stays near chance, so the bar can fail."""

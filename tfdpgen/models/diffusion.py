@@ -1,12 +1,21 @@
-"""DP diffusion after DPDM (Dockhorn, Cao, Vahdat, Kreis, TMLR 2023): a denoiser trained with DP-SGD where each
-example's loss is the mean over K noise levels and draws ("noise multiplicity"): one example, one clipped gradient, so
-K costs compute but no privacy, and it lowers the variance the clipping and noise act on.
+"""DP diffusion after DPDM (Dockhorn, Cao, Vahdat, Kreis, "Differentially Private Diffusion Models", TMLR 2023;
+github nv-tlabs/DPDM): a denoiser trained with DP-SGD where each example's loss is the mean over K noise levels and
+draws ("noise multiplicity"): one example, one clipped gradient, so K costs compute but no privacy, and it lowers the
+variance the clipping and noise act on (the paper's ablation: K = 32 beats 8).
 
-Forward process: x_t = sqrt(a_t) x + sqrt(1 - a_t) e, t uniform in 1..T, a_t the cumulative product of 1 - beta_t
-(linear betas 1e-4..0.02); the denoiser predicts e from (x_t, t) (epsilon-prediction, the DDPM loss). The K draws of
-one example are the middle axis of the denoiser's input, [B, K, D], so every Dense layer sees them as positions and
-the fast engine's norms stay per example. Sampling: deterministic DDIM over `sample_steps` evenly spaced timesteps.
-The denoiser is an MLP on flattened images (small for CPU tests; widen `hidden` on a GPU).
+EDM's formulation (Karras, Aittala, Aila, Laine, NeurIPS 2022), as DPDM uses for epsilon >= 1: images x in [-1, 1],
+noise levels ln(sigma) ~ N(p_mean -1.2, p_std 1.2), and the preconditioned denoiser
+D(y; sigma) = c_skip y + c_out F(c_in y, c_noise) with sigma_data = 0.5, c_skip = sd^2 / (sigma^2 + sd^2),
+c_out = sigma sd / sqrt(sigma^2 + sd^2), c_in = 1 / sqrt(sigma^2 + sd^2), c_noise = ln(sigma) / 4. With EDM's loss
+weight the per-draw loss is ||F - (x - c_skip y) / c_out||^2, of unit scale at every noise level, so the clipping
+treats all levels alike. The K draws of one example are the middle axis of the network's input, [B, K, D], so every
+Dense layer sees them as positions and the fast engine's norms stay per example.
+
+Sampling: EDM's second-order (Heun) sampler over `sample_steps` noise levels from sigma_max 80 to sigma_min 0.002
+(rho 7), started at x = 80 z. With `num_classes` it is class-conditional as DPDM is: F reads the label's one-hot
+beside y, dropped to all zeros ("no label") for a tenth of the examples in training, so one network learns p(x | y)
+and p(x); sampling uses classifier-free guidance (Ho and Salimans 2022), D = (1 + w) D(y | label) - w D(y), w =
+`guidance`. The network F is an MLP on flattened images (small for CPU; widen `hidden` on a GPU).
 """
 import math
 
@@ -16,62 +25,103 @@ import tensorflow as tf
 from tfdpgen.models.base import DPGenerativeModel
 
 L = tf.keras.layers
+SIGMA_DATA, P_MEAN, P_STD = 0.5, -1.2, 1.2
+SIGMA_MIN, SIGMA_MAX, RHO = 0.002, 80.0, 7.0
+NOISE_FEATURES = 32
 
 
-def time_features(t, size=32, steps=1000):
-    """Sinusoidal features of integer timesteps t [...]; returns [..., size]."""
-    frequencies = tf.exp(-math.log(10_000.0) * tf.range(size // 2, dtype=tf.float32) / (size // 2))
-    angles = tf.cast(t, tf.float32)[..., None] / steps * 1000.0 * frequencies
+def noise_features(c_noise, size=NOISE_FEATURES):
+    """Sinusoidal features of the (continuous) noise conditioning c_noise [...]; returns [..., size]."""
+    frequencies = tf.exp(tf.linspace(0.0, math.log(100.0), size // 2))
+    angles = tf.cast(c_noise, tf.float32)[..., None] * frequencies
     return tf.concat([tf.sin(angles), tf.cos(angles)], -1)
+
+
+def sampling_sigmas(steps):
+    """EDM's noise levels: sigma_max^(1/rho) to sigma_min^(1/rho) in equal steps, to the power rho, then 0."""
+    ramp = np.linspace(0, 1, steps)
+    sigmas = (SIGMA_MAX ** (1 / RHO) + ramp * (SIGMA_MIN ** (1 / RHO) - SIGMA_MAX ** (1 / RHO))) ** RHO
+    return np.append(sigmas, 0.0).astype(np.float32)
 
 
 class DPDiffusion(DPGenerativeModel):
     metric_names = ("loss",)
 
-    def __init__(self, image_shape=(8, 8, 1), multiplicity: int = 8, timesteps: int = 1000, sample_steps: int = 50,
-                 hidden: int = 256, seed: int = None, **kwargs):
+    def __init__(self, image_shape=(8, 8, 1), multiplicity: int = 8, sample_steps: int = 30, hidden: int = 256,
+                 num_classes: int = None, guidance: float = 1.0, label_dropout: float = 0.1, seed: int = None,
+                 **kwargs):
         self.image_shape = tuple(int(size) for size in image_shape)
         size = int(np.prod(self.image_shape))
         super().__init__(latent_dim=size, seed=seed, **kwargs)
-        if multiplicity < 1 or sample_steps < 1 or sample_steps > timesteps:
-            raise ValueError("multiplicity must be >= 1 and sample_steps in [1, timesteps].")
-        self.multiplicity, self.timesteps, self.sample_steps = multiplicity, timesteps, sample_steps
-        betas = np.linspace(1e-4, 0.02, timesteps)
-        self.alpha_bars = tf.constant(np.cumprod(1 - betas), tf.float32)
-        self.denoiser = tf.keras.Sequential([L.InputLayer(input_shape=(None, size + 32)),
-                                             L.Dense(hidden, activation="swish"), L.Dense(hidden, activation="swish"),
-                                             L.Dense(hidden, activation="swish"), L.Dense(size)], name="denoiser")
+        if multiplicity < 1 or sample_steps < 2:
+            raise ValueError("multiplicity must be >= 1 and sample_steps >= 2.")
+        self.multiplicity, self.sample_steps, self.hidden = multiplicity, sample_steps, hidden
+        self.num_classes, self.guidance, self.label_dropout = num_classes, guidance, label_dropout
+        self.network = tf.keras.Sequential([L.InputLayer(input_shape=(None, size + NOISE_FEATURES + (num_classes or 0))),
+                                            L.Dense(hidden, activation="swish"), L.Dense(hidden, activation="swish"),
+                                            L.Dense(hidden, activation="swish"), L.Dense(size)], name="denoiser")
 
-    private_networks = property(lambda self: [self.denoiser])
-    generator_networks = property(lambda self: [self.denoiser])
+    private_networks = property(lambda self: [self.network])
+    generator_networks = property(lambda self: [self.network])
 
-    def predict_noise(self, x_t, t, run=None):
+    def network_output(self, noisy, sigma, labels=None, run=None):
+        """F(c_in y, c_noise[, label]) for y [B, K, D] at noise levels sigma [B, K]; `labels` [B, C] (one-hot rows, all
+        zeros for "no label") when conditional."""
         run = run or (lambda network, x: network(x, training=False))
-        return run(self.denoiser, tf.concat([x_t, time_features(t, steps=self.timesteps)], -1))
+        c_in = 1 / tf.sqrt(sigma ** 2 + SIGMA_DATA ** 2)
+        inputs = [c_in[..., None] * noisy, noise_features(tf.math.log(sigma) / 4)]
+        if self.num_classes is not None:
+            inputs.append(tf.broadcast_to(labels[:, None, :], tf.concat([tf.shape(noisy)[:2], [self.num_classes]], 0)))
+        return run(self.network, tf.concat(inputs, -1))
 
     def per_example_terms(self, x, y, training):
         batch, k = tf.shape(x)[0], self.multiplicity
-        x0 = tf.reshape(tf.cast(x, tf.float32), [batch, 1, -1]) * 2 - 1  # [0, 1] -> [-1, 1]
-        t = tf.random.stateless_uniform([batch, k], seed=self.step_seed(1), maxval=self.timesteps, dtype=tf.int32)
-        noise = tf.random.stateless_normal([batch, k, self.latent_dim], seed=self.step_seed(2), alg="philox")
-        alpha_bar = tf.gather(self.alpha_bars, t)[..., None]
-        x_t = tf.sqrt(alpha_bar) * x0 + tf.sqrt(1 - alpha_bar) * noise
-        predicted = self.predict_noise(x_t, t, lambda network, inputs: self.run(network, inputs, training))
-        loss = tf.reduce_mean(tf.reduce_sum(tf.square(predicted - noise), -1), -1)  # mean over the K draws
-        return {"loss": loss}
+        clean = tf.reshape(tf.cast(x, tf.float32), [batch, 1, -1]) * 2 - 1  # [0, 1] -> [-1, 1]
+        sigma = tf.exp(P_MEAN + P_STD * tf.random.stateless_normal([batch, k], seed=self.step_seed(1)))
+        noisy = clean + sigma[..., None] * tf.random.stateless_normal([batch, k, self.latent_dim],
+                                                                      seed=self.step_seed(2), alg="philox")
+        labels = None
+        if self.num_classes is not None:  # each record's label, dropped for a share of records (guidance)
+            kept = tf.random.stateless_uniform([batch, 1], seed=self.step_seed(3)) >= self.label_dropout
+            labels = self.one_hot(y) * tf.cast(kept, tf.float32)
+        output = self.network_output(noisy, sigma, labels, lambda network, inputs: self.run(network, inputs, training))
+        c_skip = SIGMA_DATA ** 2 / (sigma ** 2 + SIGMA_DATA ** 2)
+        c_out = sigma * SIGMA_DATA / tf.sqrt(sigma ** 2 + SIGMA_DATA ** 2)
+        target = (clean - c_skip[..., None] * noisy) / c_out[..., None]
+        return {"loss": tf.reduce_mean(tf.reduce_sum(tf.square(output - target), -1), -1)}  # mean over the K draws
+
+    def denoise(self, noisy, sigma, labels):
+        """D(y; sigma) [B, 1, D] at one noise level (a scalar), guided when conditional."""
+        sigmas = tf.fill(tf.shape(noisy)[:2], sigma)
+        c_skip = SIGMA_DATA ** 2 / (sigma ** 2 + SIGMA_DATA ** 2)
+        c_out = sigma * SIGMA_DATA / math.sqrt(sigma ** 2 + SIGMA_DATA ** 2)
+        if self.num_classes is None:
+            output = self.network_output(noisy, sigmas)
+        else:
+            given = self.one_hot(labels)
+            output = self.network_output(noisy, sigmas, given)
+            if self.guidance:
+                unlabelled = self.network_output(noisy, sigmas, tf.zeros_like(given))
+                output = (1 + self.guidance) * output - self.guidance * unlabelled
+        return c_skip * noisy + c_out * output
 
     def generate(self, z, labels=None):
-        """DDIM (eta = 0) from x_T = z over `sample_steps` timesteps; images in [0, 1]."""
-        times = np.linspace(self.timesteps - 1, 0, self.sample_steps).round().astype(int)
-        x = tf.cast(z, tf.float32)[:, None, :]
-        for index, t in enumerate(times):
-            alpha_bar = self.alpha_bars[t]
-            previous = self.alpha_bars[times[index + 1]] if index + 1 < len(times) else tf.constant(1.0)
-            noise = self.predict_noise(x, tf.fill(tf.shape(x)[:2], int(t)))
-            x0 = tf.clip_by_value((x - tf.sqrt(1 - alpha_bar) * noise) / tf.sqrt(alpha_bar), -1, 1)
-            x = tf.sqrt(previous) * x0 + tf.sqrt(1 - previous) * noise
-        return tf.reshape((x[:, 0] + 1) / 2, tf.concat([tf.shape(z)[:1], self.image_shape], 0))
+        """EDM's Heun sampler from x = sigma_max z; images in [0, 1]."""
+        if self.num_classes is not None and labels is None:
+            raise ValueError("a conditional diffusion model generates for given labels: pass labels (one per latent "
+                             "vector).")
+        sigmas = sampling_sigmas(self.sample_steps)
+        x = SIGMA_MAX * tf.cast(z, tf.float32)[:, None, :]
+        for now, following in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
+            slope = (x - self.denoise(x, now, labels)) / now
+            moved = x + (following - now) * slope
+            if following > 0:  # Heun's correction
+                moved = x + (following - now) * 0.5 * (slope + (moved - self.denoise(moved, following, labels)) /
+                                                       following)
+            x = moved
+        images = tf.clip_by_value((x[:, 0] + 1) / 2, 0, 1)
+        return tf.reshape(images, tf.concat([tf.shape(z)[:1], self.image_shape], 0))
 
     def get_config(self):
-        return {"image_shape": self.image_shape, "multiplicity": self.multiplicity, "timesteps": self.timesteps,
-                "sample_steps": self.sample_steps}
+        return {"image_shape": self.image_shape, "multiplicity": self.multiplicity, "sample_steps": self.sample_steps,
+                "hidden": self.hidden, "num_classes": self.num_classes, "guidance": self.guidance}
