@@ -13,15 +13,18 @@ L = tf.keras.layers
 
 
 def small_cnn(image_shape, num_classes: int, seed: int = 0) -> tf.keras.Model:
-    """The fixed classifier of every image evaluation (conv 32-64, dense 128 'features', softmax)."""
+    """The fixed classifier of every image evaluation (conv 32 and 64, each pooled on images of 16 pixels or more,
+    dense 128 'features', softmax). Spatial features are kept to the dense layer (global average pooling there capped
+    it near 0.85 on 8,000 real MNIST images, below what good synthetic data can show)."""
     tf.keras.utils.set_random_seed(seed)
     inputs = L.Input(image_shape)
     h = L.Conv2D(32, 3, padding="same", activation="relu")(inputs)
     if image_shape[0] >= 16:
         h = L.MaxPooling2D()(h)
     h = L.Conv2D(64, 3, padding="same", activation="relu")(h)
-    h = L.GlobalAveragePooling2D()(h) if image_shape[0] >= 16 else L.Flatten()(h)
-    features = L.Dense(128, activation="relu", name="features")(h)
+    if image_shape[0] >= 16:
+        h = L.MaxPooling2D()(h)
+    features = L.Dense(128, activation="relu", name="features")(L.Flatten()(h))
     outputs = L.Dense(num_classes)(features)
     model = tf.keras.Model(inputs, outputs)
     model.compile(optimizer=tf.keras.optimizers.legacy.Adam(1e-3),
