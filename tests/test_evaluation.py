@@ -34,6 +34,18 @@ def test_tstr_with_real_labels_reaches_the_reference_and_shuffled_labels_give_ch
     assert abs(shuffled - 0.1) < 0.06
 
 
+def test_tstr_chooses_its_epoch_on_the_training_images_own_share(digits):
+    """The returned weights are those of the epoch that scored best on the held-back tenth of the training images,
+    never chosen on the images it is finally scored on."""
+    train, train_labels, _, _ = digits
+    classifier = images.train_classifier(train, train_labels, 10, epochs=6, selection_share=0.1)
+    chosen = np.random.default_rng(0).permutation(len(train))[:120]
+    history = classifier.history.history["val_accuracy"]
+    assert 1 <= classifier.selected_epoch <= 6
+    assert images.accuracy(classifier, train[chosen], train_labels[chosen]) == pytest.approx(max(history), abs=1e-6)
+    assert history[classifier.selected_epoch - 1] == max(history)
+
+
 def schema_of_two(width_a=3, width_b=4):
     return TableSchema([Column("a", "categorical", [str(i) for i in range(width_a)]),
                         Column("b", "categorical", [str(i) for i in range(width_b)]),
