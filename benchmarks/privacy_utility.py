@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -65,6 +66,15 @@ def synthetic_tstr(run, held_out, held_out_labels, num_classes, seed):
     return tstr_accuracy(images, labels, held_out, held_out_labels, num_classes, epochs=20, seed=seed)
 
 
+def overrides(family, args) -> dict:
+    """Settings given instead of the family's recipe (none by default; --quick shortens every run)."""
+    if family == "merf":
+        return {"fit_steps": 100} if args.quick else {}
+    given = {"epochs": 1 if args.quick else args.epochs, "batch_size": args.batch_size,
+             "discriminator_steps": args.discriminator_steps}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def family_row(family, epsilon, seed, data, held_out, held_out_labels, args, work):
     name = f"{family}-{'nodp' if epsilon is None else f'eps{epsilon:g}'}-seed{seed}"
     run = os.path.join(work, name)
@@ -73,9 +83,8 @@ def family_row(family, epsilon, seed, data, held_out, held_out_labels, args, wor
         private["l2_norm_clip"] = 1e6  # no clipping either: the non-private ceiling of the same model
     begun = time.time()
     if not (args.reuse_runs and os.path.exists(os.path.join(run, "privacy.json"))):
-        extra = {"epochs": 1} if args.quick and family != "merf" else {}
-        if args.quick and family == "merf":
-            extra = {"merf": {"fit_steps": 100}}
+        extra = overrides(family, args)
+        extra = {"merf": extra} if family == "merf" and extra else extra
         train_run(model=family, output=run, seed=seed, checkpoint_every=10_000, verbose=0, **data, **private,
                   **extra)
     trained = time.time() - begun
@@ -84,11 +93,20 @@ def family_row(family, epsilon, seed, data, held_out, held_out_labels, args, wor
     result = evaluate_run(run, verbose=False)
     audit, utility = result["membership_inference"], result["utility"]
     return {"family": family, "target_epsilon": epsilon, "epsilon": report["epsilon"], "seed": seed,
-            "training_seconds": trained, "steps": report.get("steps"),
+            "training_seconds": trained, "steps": report.get("steps"), "settings": overrides(family, args),
             "tstr_accuracy": synthetic_tstr(run, held_out, held_out_labels, 10, seed),
             "frechet_distance": utility["frechet_distance"], "real_accuracy": utility["reference_accuracy"],
             "empirical_epsilon": audit["empirical_epsilon_lower_bound"], "consistent": audit["consistent"],
-            "samples": os.path.join(run, "samples.png")}
+            "samples": keep_samples(run, name, args)}
+
+
+def keep_samples(run, name, args):
+    """The run's samples.png, kept beside the results (the runs live in a temporary directory)."""
+    folder = os.path.join(os.path.dirname(args.output), "privacy_utility_samples")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}.png")
+    shutil.copyfile(os.path.join(run, "samples.png"), path)
+    return os.path.relpath(path, os.path.dirname(HERE))
 
 
 def dpsgd_row(epsilon, seed, images, labels, cut, args):
@@ -151,7 +169,9 @@ def table(rows):
         spread = f" ±{accuracy.std():.3f}" if len(group) > 1 else ""
         fd = "-" if family == "dpsgd" else f"{np.mean([r['frechet_distance'] for r in group]):.1f}"
         audit = "-" if family == "dpsgd" else f"{max(r['empirical_epsilon'] for r in group):.2f}"
-        name = "DP-SGD classifier (real images)" if family == "dpsgd" else family
+        settings = group[-1].get("settings") or {}
+        name = "DP-SGD classifier (real images)" if family == "dpsgd" else family + (
+            f" ({', '.join(f'{k} {v}' for k, v in settings.items())})" if settings else "")
         lines.append(f"| {name} | {setting_label(eps or None)} | {len(group)} | {accuracy.mean():.3f}{spread} | {fd} | "
                      f"{np.mean([r['training_seconds'] for r in group]):.0f} | {audit} |")
     return "\n".join(lines)
@@ -165,6 +185,9 @@ def main():
     parser.add_argument("--epsilons", nargs="+", default=["1", "10", "none"],
                         help="target epsilons; 'none' trains without DP")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--epochs", type=int, help="instead of the recipe's (DP-SGD families; recorded in the row)")
+    parser.add_argument("--batch-size", type=int, help="instead of the recipe's (DP-SGD families; recorded)")
+    parser.add_argument("--discriminator-steps", type=int, help="cgan: instead of the recipe's (recorded)")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "privacy_utility.json"))
     parser.add_argument("--work-dir", help="where the runs go (default: a temporary directory)")
     parser.add_argument("--reuse-runs", action="store_true", help="evaluate finished runs in --work-dir again")
