@@ -84,6 +84,10 @@ TRAIN_CASES = [
     (["--optimizer", "dp2-rmsprop", "--dp2-delay", "0"], "delay must be a whole number of steps >= 1"),
     (["--optimizer", "dp2-rmsprop", "--engine", "vectorized"], "use engine='fast'"),
     (["--optimizer", "dp2-rmsprop", "--clipping", "adaptive"], "DP^2 clips with two norms"),
+    (["--model", "merf", "--epochs", "3"], "--epochs is a DP-SGD setting; the merf family"),
+    (["--model", "merf", "--noise-multiplier", "1.0"], "calibrates its noise from --epsilon"),
+    (["--model", "merf", "--fit-steps", "0"], "--fit-steps must be a whole number of at least 1"),
+    (["--model", "vae", "--frequencies", "8"], "settings of DP-MERF"),
 ]
 
 

@@ -94,21 +94,3 @@ def test_without_noise_it_learns_the_labels_and_a_label_blind_fit_does_not():
                                      test_labels, 10, epochs=10)
     assert scores["labels"] > 0.8, scores
     assert scores["shuffled"] < 0.3, scores
-
-
-@pytest.mark.parametrize("flags, message", [
-    (["--epochs", "3"], "--epochs is a DP-SGD setting; the merf family"),
-    (["--noise-multiplier", "1.0"], "calibrates its noise from --epsilon"),
-    (["--fit-steps", "0"], "--fit-steps must be a whole number of at least 1"),
-])
-def test_bad_settings_are_one_line_before_anything_is_written(tmp_path, capsys, flags, message):
-    run = tmp_path / "run"
-    assert run_cli("--output", str(run), *flags) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and message in err[0]
-    assert not run.exists()
-
-
-def test_merf_flags_belong_to_merf(tmp_path, capsys):
-    assert cli.main(["train", "--model", "vae", "--frequencies", "8", "--output", str(tmp_path / "r")]) == 2
-    assert "settings of DP-MERF" in capsys.readouterr().err

@@ -54,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a DP generator (default: DP-VAE on scikit-learn digits)",
                                 formatter_class=HelpFormatter)
     train.add_argument("--model", choices=list(MODELS), default="vae",
-                       help="vae, cgan, sinkhorn and diffusion (DPDM) (label-conditioned), merf (DP-MERF, label-conditioned: "
-                            "one noisy release of random-feature mean embeddings), gan, tabgan and marginal (tables; "
-                            "marginal: AIM-selected noisy marginals and a mixture of products)")
+                       help="vae, cgan, sinkhorn and diffusion (DPDM) (label-conditioned), merf (DP-MERF, "
+                            "label-conditioned: one noisy release of random-feature mean embeddings), gan, tabgan and "
+                            "marginal (tables; marginal: AIM-selected noisy marginals and a mixture of products)")
     train.add_argument("--dataset", choices=DATASETS + TABLES,
                        help="images: digits (default; ships with scikit-learn), mnist/fashion_mnist (through TFDS); "
                             "tables (tabgan, marginal): breast_cancer (default; scikit-learn), adult (--data-dir "

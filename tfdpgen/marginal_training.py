@@ -6,21 +6,16 @@ choices (their scores compare the true marginals with the model's). Everything a
 samples, is post-processing. The run writes the same files as a DP-SGD run (run.json, split.json, checkpoints/,
 privacy.json last, privacy.txt, samples.png, saved_model/1) and privacy.json lists every release.
 """
-import math
 import os
-import sys
-import time
 
 import numpy as np
 import tensorflow as tf
 
-from tfdpgen.checkpoints import INSECURE_NOISE_WARNING, load_or_create_secrets
 from tfdpgen.data.tables import DATAFRAME, TABLES, load_table, table_codes
 from tfdpgen.models.marginal import DEFAULT_BINS, DEFAULT_COMPONENTS, DPMarginalTable
 from tfdpgen.privacy.aim import estimate_total, measure_exactly, run_aim
-from tfdpgen.privacy.ledger import PrivacyLedger, rho_for_epsilon
 from tfdpgen.privacy.settings import default_delta
-from tfdpgen.release_runs import check_flags, checked_budget, release_report
+from tfdpgen.release_runs import check_flags, checked_budget, begin, fresh_output, release_report, split
 
 MAX_CELLS = 10_000  # the largest marginal AIM may measure (AIM's own workload cap)
 FINAL_FIT_STEPS = 2000  # the last fit, after every release: post-processing, so it can take its time
@@ -59,33 +54,23 @@ def train_marginal_run(dataset=None, frame=None, data_dir=None, schema=None, eps
               "delta": delta, "noise_multiplier": noise_multiplier, "seed": seed, "holdout": holdout,
               "holdout_order": holdout_order, "components": components, "bins": bins, "max_cells": max_cells,
               "insecure_noise_seed_given": insecure_noise_seed is not None}
-    output = output or training.default_output("marginal", dataset)
-    if training.check_output_dir(output, config):
-        raise training.RunDirectoryError(
-            f"--output {output} holds an unfinished marginal run. It cannot be resumed (its noisy measurements were "
-            "not kept), and what it released before it stopped counts against your data's budget too. Give a new "
-            "directory. Nothing was overwritten.")
+    output = fresh_output("marginal", config, output)
     data = load_table(dataset, data_dir, schema, frame)
     total = len(data.labels)
-    held_out = training.held_out_count(total, holdout)
-    train, _ = training.split_indices(total, held_out, holdout_order)
+    held_out, train, _ = split(total, holdout, holdout_order)
     codes = table_codes(data, bins)[train]
     delta = delta or default_delta(len(train))
     tf.keras.utils.set_random_seed(seed if seed is not None else np.random.SeedSequence().entropy % 2**31)
     network = DPMarginalTable(data.schema, components=components, bins=bins, seed=seed)
 
     os.makedirs(output, exist_ok=True)
-    training.write_run_files(output, config, total, held_out, holdout_order)
-    secrets = load_or_create_secrets(output, insecure_noise_seed)
-    ledger, started = PrivacyLedger(), time.time()
+    secrets, ledger, started, rho = begin(output, config, total, held_out, holdout_order, insecure_noise_seed,
+                                          private, epsilon, delta)
     names = [column.name for column in data.schema.columns]
-    rho = rho_for_epsilon(epsilon, delta) * (1 - 1e-9) if private else math.inf  # never above the target
     if verbose:
         print(f"DP marginals on {dataset} ({len(train)} records, {len(names)} columns, "
               f"{'epsilon ' + format(epsilon, 'g') + ' = rho ' + format(rho, '.4g') + ' zCDP' if private else 'no DP'}"
               f", delta {delta:.0e}): AIM selection, mixture of {components} products")
-    if insecure_noise_seed is not None:
-        print(f"tfdpgen: warning: {INSECURE_NOISE_WARNING}", file=sys.stderr)
     if private:
         measurements = run_aim(codes, network.sizes, network.condition_index, rho, network,
                                np.random.default_rng(secrets["noise_key"]), ledger, names, max_cells,

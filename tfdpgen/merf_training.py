@@ -7,19 +7,15 @@ samples.png, saved_model/1), and privacy.json lists the release.
 """
 import math
 import os
-import sys
-import time
 
 import numpy as np
 import tensorflow as tf
 
-from tfdpgen.checkpoints import INSECURE_NOISE_WARNING, load_or_create_secrets
 from tfdpgen.data.images import load_images
 from tfdpgen.models.merf import DPMERF
-from tfdpgen.privacy.ledger import PrivacyLedger, rho_for_epsilon
 from tfdpgen.privacy.releases import gaussian_release
 from tfdpgen.privacy.settings import default_delta
-from tfdpgen.release_runs import check_flags, checked_budget, release_report
+from tfdpgen.release_runs import check_flags, checked_budget, begin, fresh_output, release_report, split
 
 EMBEDDINGS = "class-conditional random-feature mean embeddings (sums of unit-norm rows, and class counts)"
 # The fit is post-processing, so it takes what it needs; chosen on scikit-learn's public digits and DP-MERF's MNIST
@@ -56,32 +52,21 @@ def train_merf_run(dataset=None, data_dir=None, epsilon=None, delta=None, noise_
               "noise_multiplier": noise_multiplier, "seed": seed, "holdout": holdout, "holdout_order": holdout_order,
               "frequencies": frequencies, "fit_steps": fit_steps,
               "insecure_noise_seed_given": insecure_noise_seed is not None}
-    output = output or training.default_output("merf", dataset)
-    if training.check_output_dir(output, config):
-        raise training.RunDirectoryError(
-            f"--output {output} holds an unfinished merf run. It is not resumed (its noisy release was not kept), and "
-            "if it made its release, that counts against your data's budget too. Give a new directory. Nothing was "
-            "overwritten.")
+    output = fresh_output("merf", config, output)
     data = load_images(dataset, data_dir)
-    total = len(data.labels)
-    held_out = training.held_out_count(total, holdout)
-    train, held_out_indices = training.split_indices(total, held_out, holdout_order)
+    held_out, train, held_out_indices = split(len(data.labels), holdout, holdout_order)
     images, labels = data.images[train], data.labels[train]
     delta = delta or default_delta(len(train))
     tf.keras.utils.set_random_seed(seed if seed is not None else np.random.SeedSequence().entropy % 2**31)
     network = DPMERF(images.shape[1:], int(data.labels.max()) + 1, frequencies=frequencies)
 
     os.makedirs(output, exist_ok=True)
-    training.write_run_files(output, config, total, held_out, holdout_order)
-    secrets = load_or_create_secrets(output, insecure_noise_seed)
-    ledger, started = PrivacyLedger(), time.time()
-    rho = rho_for_epsilon(epsilon, delta) * (1 - 1e-9) if private else math.inf  # never above the target
+    secrets, ledger, started, rho = begin(output, config, len(data.labels), held_out, holdout_order,
+                                          insecure_noise_seed, private, epsilon, delta)
     if verbose:
         print(f"DP-MERF on {dataset} ({len(train)} images, {network.num_classes} classes, "
               f"{'epsilon ' + format(epsilon, 'g') + ', delta ' + format(delta, '.0e') if private else 'no DP'}): "
               f"one release of {2 * frequencies} random features per class, then {fit_steps} fitting steps")
-    if insecure_noise_seed is not None:
-        print(f"tfdpgen: warning: {INSECURE_NOISE_WARNING}", file=sys.stderr)
     sums = network.release_statistic(images, labels)
     if private:
         stddev = network.sensitivity / math.sqrt(2 * rho)

@@ -4,9 +4,11 @@ privacy.json lists every release from the run's PrivacyLedger.
 """
 import inspect
 import math
+import sys
 import time
 
-from tfdpgen.privacy.ledger import PrivacyLedger
+from tfdpgen.checkpoints import INSECURE_NOISE_WARNING, load_or_create_secrets
+from tfdpgen.privacy.ledger import PrivacyLedger, rho_for_epsilon
 
 # Flags of DP-SGD that mean nothing here: given, they are refused rather than ignored.
 DP_SGD_ONLY = ("epochs", "batch_size", "l2_norm_clip", "learning_rate", "latent_dim", "dp2_learning_rate",
@@ -43,6 +45,37 @@ def checked_budget(epsilon, noise_multiplier, delta, default_epsilon):
     if delta is not None and not 0 < delta < 1:
         raise ValueError(f"--delta must be in (0, 1), got {delta!r}.")
     return private, epsilon
+
+
+def fresh_output(family: str, config: dict, output) -> str:
+    """The run directory for a new run of `family`: one that holds an unfinished run is refused, not resumed."""
+    from tfdpgen import training
+    output = output or training.default_output(family, config["dataset"])
+    if training.check_output_dir(output, config):
+        raise training.RunDirectoryError(
+            f"--output {output} holds an unfinished {family} run. It cannot be resumed (its noisy releases were not "
+            "kept), and what it released before it stopped counts against your data's budget too. Give a new "
+            "directory. Nothing was overwritten.")
+    return output
+
+
+def split(total: int, holdout, holdout_order: str):
+    """(held-out count, training indices, held-out indices), as DP-SGD runs split (training.split_indices)."""
+    from tfdpgen import training
+    held_out = training.held_out_count(total, holdout)
+    return (held_out, *training.split_indices(total, held_out, holdout_order))
+
+
+def begin(output, config, records, held_out, holdout_order, insecure_noise_seed, private, epsilon, delta):
+    """Write the new run's files and secrets; returns (secrets, an empty ledger, the start time, the zCDP budget
+    rho of the target epsilon, a hair under it so that rounding never lands above the target)."""
+    from tfdpgen import training
+    training.write_run_files(output, config, records, held_out, holdout_order)
+    secrets = load_or_create_secrets(output, insecure_noise_seed)
+    if insecure_noise_seed is not None:
+        print(f"tfdpgen: warning: {INSECURE_NOISE_WARNING}", file=sys.stderr)
+    rho = rho_for_epsilon(epsilon, delta) * (1 - 1e-9) if private else math.inf
+    return secrets, PrivacyLedger(), time.time(), rho
 
 
 def release_report(ledger: PrivacyLedger, private: bool, target_epsilon, delta, rho_budget, dataset_size, method,

@@ -43,7 +43,8 @@ MODELS = {"vae": DPVAE, "gan": DPGAN, "cgan": DPGAN, "tabgan": DPTableGAN, "diff
           "sinkhorn": DPSinkhorn, "marginal": DPMarginalTable, "merf": DPMERF}
 TABLE_MODELS = ("tabgan", "marginal")
 ADVERSARIAL_MODELS = ("gan", "cgan", "tabgan")
-CONDITIONAL_IMAGE_MODELS = ("vae", "cgan", "sinkhorn", "merf", "diffusion")  # image families that take the labels (the label set is public schema)
+# image families that take the labels (the label set is public schema)
+CONDITIONAL_IMAGE_MODELS = ("vae", "cgan", "sinkhorn", "merf", "diffusion")
 DEFAULT_DATASETS = {"tabgan": "breast_cancer", "marginal": "breast_cancer"}
 # What a run uses for a setting it is not given: DEFAULTS, with its family's recipe on top. learning_rate is that of
 # the privately trained network(s) (Adam; GAN discriminators learn slower so that their generators keep up). Chosen on
