@@ -69,14 +69,16 @@ def synthetic_tstr(run, held_out, held_out_labels, num_classes, seed):
 def overrides(family, args) -> dict:
     """Settings given instead of the family's recipe (none by default; --quick shortens every run)."""
     if family == "merf":
-        return {"fit_steps": 100} if args.quick else {}
-    given = {"epochs": 1 if args.quick else args.epochs, "batch_size": args.batch_size,
-             "discriminator_steps": args.discriminator_steps}
+        given = {"fit_steps": 100 if args.quick else args.fit_steps, "frequencies": args.frequencies}
+    else:
+        given = {"epochs": 1 if args.quick else args.epochs, "batch_size": args.batch_size,
+                 "discriminator_steps": args.discriminator_steps}
     return {name: value for name, value in given.items() if value is not None}
 
 
 def family_row(family, epsilon, seed, data, held_out, held_out_labels, args, work):
-    name = f"{family}-{'nodp' if epsilon is None else f'eps{epsilon:g}'}-seed{seed}"
+    name = f"{family}-{'nodp' if epsilon is None else f'eps{epsilon:g}'}-seed{seed}" + "".join(
+        f"-{key}{value}" for key, value in overrides(family, args).items())
     run = os.path.join(work, name)
     private = {"epsilon": epsilon, "delta": 1e-5} if epsilon else {"noise_multiplier": 0.0, "delta": 1e-5}
     if epsilon is None and family != "merf":
@@ -141,8 +143,8 @@ def plot(rows, path):
     settings = [1.0, 10.0, None]
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for family in IMAGE_FAMILIES:
-        means = [np.mean([r["tstr_accuracy"] for r in rows if r["family"] == family and r["target_epsilon"] == eps]
-                         or [np.nan]) for eps in settings]
+        means = [np.mean([r["tstr_accuracy"] for r in rows if r["family"] == family and r["target_epsilon"] == eps
+                          and not r.get("settings")] or [np.nan]) for eps in settings]
         if not np.all(np.isnan(means)):
             ax.plot([setting_label(e) for e in settings], means, marker="o", label=family)
     reference = [np.mean([r["real_accuracy"] for r in rows if r["family"] == "dpsgd" and r["target_epsilon"] == eps]
@@ -158,20 +160,24 @@ def plot(rows, path):
     fig.savefig(path, dpi=110)
 
 
+def variant(row) -> str:
+    """The settings a row was given instead of its recipe, in words ('' for the recipe)."""
+    return ", ".join(f"{key} {value}" for key, value in (row.get("settings") or {}).items())
+
+
 def table(rows):
     lines = ["| family | epsilon | seeds | TSTR accuracy | Frechet distance | training time (s) | audit: empirical "
              "epsilon |", "|---|---|---|---|---|---|---|"]
-    keys = sorted({(r["family"], r["target_epsilon"] is None, r["target_epsilon"] or 0) for r in rows},
+    keys = sorted({(r["family"], variant(r), r["target_epsilon"] is None, r["target_epsilon"] or 0) for r in rows},
                   key=lambda k: (k[0] == "dpsgd", k))
-    for family, _, eps in keys:
-        group = [r for r in rows if r["family"] == family and (r["target_epsilon"] or 0) == eps]
+    for family, settings, _, eps in keys:
+        group = [r for r in rows if (r["family"], variant(r), r["target_epsilon"] or 0) == (family, settings, eps)]
         accuracy = np.array([r["real_accuracy"] if family == "dpsgd" else r["tstr_accuracy"] for r in group])
         spread = f" ±{accuracy.std():.3f}" if len(group) > 1 else ""
         fd = "-" if family == "dpsgd" else f"{np.mean([r['frechet_distance'] for r in group]):.1f}"
         audit = "-" if family == "dpsgd" else f"{max(r['empirical_epsilon'] for r in group):.2f}"
-        settings = group[-1].get("settings") or {}
         name = "DP-SGD classifier (real images)" if family == "dpsgd" else family + (
-            f" ({', '.join(f'{k} {v}' for k, v in settings.items())})" if settings else "")
+            f" ({settings})" if settings else "")
         lines.append(f"| {name} | {setting_label(eps or None)} | {len(group)} | {accuracy.mean():.3f}{spread} | {fd} | "
                      f"{np.mean([r['training_seconds'] for r in group]):.0f} | {audit} |")
     return "\n".join(lines)
@@ -188,6 +194,8 @@ def main():
     parser.add_argument("--epochs", type=int, help="instead of the recipe's (DP-SGD families; recorded in the row)")
     parser.add_argument("--batch-size", type=int, help="instead of the recipe's (DP-SGD families; recorded)")
     parser.add_argument("--discriminator-steps", type=int, help="cgan: instead of the recipe's (recorded)")
+    parser.add_argument("--frequencies", type=int, help="merf: instead of the default (recorded)")
+    parser.add_argument("--fit-steps", type=int, help="merf: instead of the default (recorded)")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "privacy_utility.json"))
     parser.add_argument("--work-dir", help="where the runs go (default: a temporary directory)")
     parser.add_argument("--reuse-runs", action="store_true", help="evaluate finished runs in --work-dir again")
@@ -211,7 +219,8 @@ def main():
                     row = dpsgd_row(epsilon, seed, images, labels, cut, args)
                 else:
                     row = family_row(family, epsilon, seed, data, images[cut:], labels[cut:], args, work)
-                rows = [r for r in rows if (r["family"], r["target_epsilon"], r["seed"]) != (family, epsilon, seed)]
+                rows = [r for r in rows if (r["family"], r["target_epsilon"], r["seed"], variant(r))
+                        != (family, epsilon, seed, variant(row))]
                 rows.append(row)
                 print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}),
                       flush=True)
