@@ -63,7 +63,6 @@ def train_marginal_run(dataset=None, frame=None, data_dir=None, schema=None, eps
     tf.keras.utils.set_random_seed(seed if seed is not None else np.random.SeedSequence().entropy % 2**31)
     network = DPMarginalTable(data.schema, components=components, bins=bins, seed=seed)
 
-    os.makedirs(output, exist_ok=True)
     secrets, ledger, started, rho = begin(output, config, total, held_out, holdout_order, insecure_noise_seed,
                                           private, epsilon, delta)
     names = [column.name for column in data.schema.columns]

@@ -60,7 +60,6 @@ def train_merf_run(dataset=None, data_dir=None, epsilon=None, delta=None, noise_
     tf.keras.utils.set_random_seed(seed if seed is not None else np.random.SeedSequence().entropy % 2**31)
     network = DPMERF(images.shape[1:], int(data.labels.max()) + 1, frequencies=frequencies)
 
-    os.makedirs(output, exist_ok=True)
     secrets, ledger, started, rho = begin(output, config, len(data.labels), held_out, holdout_order,
                                           insecure_noise_seed, private, epsilon, delta)
     if verbose:

@@ -37,6 +37,12 @@ def noise_features(c_noise, size=NOISE_FEATURES):
     return tf.concat([tf.sin(angles), tf.cos(angles)], -1)
 
 
+def scalings(sigma):
+    """EDM's (c_skip, c_out) at noise level(s) sigma: D = c_skip y + c_out F."""
+    return (SIGMA_DATA ** 2 / (sigma ** 2 + SIGMA_DATA ** 2),
+            sigma * SIGMA_DATA / (sigma ** 2 + SIGMA_DATA ** 2) ** 0.5)
+
+
 def sampling_sigmas(steps):
     """EDM's noise levels: sigma_max^(1/rho) to sigma_min^(1/rho) in equal steps, to the power rho, then 0."""
     ramp = np.linspace(0, 1, steps)
@@ -85,16 +91,14 @@ class DPDiffusion(DPGenerativeModel):
             kept = tf.random.stateless_uniform([batch, 1], seed=self.step_seed(3)) >= self.label_dropout
             labels = self.one_hot(y) * tf.cast(kept, tf.float32)
         output = self.network_output(noisy, sigma, labels, lambda network, inputs: self.run(network, inputs, training))
-        c_skip = SIGMA_DATA ** 2 / (sigma ** 2 + SIGMA_DATA ** 2)
-        c_out = sigma * SIGMA_DATA / tf.sqrt(sigma ** 2 + SIGMA_DATA ** 2)
+        c_skip, c_out = scalings(sigma)
         target = (clean - c_skip[..., None] * noisy) / c_out[..., None]
         return {"loss": tf.reduce_mean(tf.reduce_sum(tf.square(output - target), -1), -1)}  # mean over the K draws
 
     def denoise(self, noisy, sigma, labels):
         """D(y; sigma) [B, 1, D] at one noise level (a scalar), guided when conditional."""
         sigmas = tf.fill(tf.shape(noisy)[:2], sigma)
-        c_skip = SIGMA_DATA ** 2 / (sigma ** 2 + SIGMA_DATA ** 2)
-        c_out = sigma * SIGMA_DATA / math.sqrt(sigma ** 2 + SIGMA_DATA ** 2)
+        c_skip, c_out = scalings(sigma)
         if self.num_classes is None:
             output = self.network_output(noisy, sigmas)
         else:

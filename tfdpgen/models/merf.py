@@ -48,10 +48,9 @@ class DPMERF(tf.keras.Model):
         draws = np.random.default_rng(self.feature_seed).normal(size=(self.pixels, self.frequencies))
         self.projection = tf.constant(draws / self.bandwidth, tf.float32)
         self.generator = generator_network(image_shape, self.latent_dim + self.num_classes)
-        # What was released (kept, so the run's checkpoint shows it), and the per-class targets read from it.
+        # What was released (kept, so the run's checkpoint shows it); the per-class targets are read from it.
         self.release = tf.Variable(tf.zeros([self.num_classes, 2 * self.frequencies + 1], tf.float64), trainable=False,
                                    name="release")
-        self.target = tf.Variable(tf.zeros([self.num_classes, 2 * self.frequencies]), trainable=False, name="target")
         self._optimizer = None
 
     generator_networks = property(lambda self: [self.generator])
@@ -74,11 +73,18 @@ class DPMERF(tf.keras.Model):
         return sums
 
     def set_release(self, sums: np.ndarray) -> np.ndarray:
-        """Per-class targets from the (noisy) sums: features over counts. Returns the counts it read."""
+        """Keep the (noisy) sums; returns the class counts read from them."""
         self.release.assign(sums)
-        counts = np.maximum(sums[:, -1] / COUNT_WEIGHT, 1.0)
-        self.target.assign((sums[:, :-1] / math.sqrt(1 - COUNT_WEIGHT ** 2) / counts[:, None]).astype(np.float32))
-        return counts
+        return self.counts().numpy()
+
+    def counts(self):
+        """The class counts the release holds (at least 1 each)."""
+        return tf.maximum(self.release[:, -1] / COUNT_WEIGHT, 1.0)
+
+    def targets(self):
+        """Per-class mean features from the release: its feature sums over its counts [classes, 2m]."""
+        features = self.release[:, :-1] / math.sqrt(1 - COUNT_WEIGHT ** 2)
+        return tf.cast(features / self.counts()[:, None], tf.float32)
 
     def labelled(self, z, labels):
         return tf.concat([tf.cast(z, tf.float32), tf.one_hot(tf.reshape(labels, [-1]), self.num_classes)], -1)
@@ -97,7 +103,7 @@ class DPMERF(tf.keras.Model):
                 means = tf.math.unsorted_segment_mean(self.features(self.generator(self.labelled(z, labels),
                                                                                    training=True)),
                                                       labels, self.num_classes)
-                loss = tf.reduce_sum(tf.square(means - self.target))
+                loss = tf.reduce_sum(tf.square(means - self.targets()))
             variables = self.generator.trainable_variables
             self._optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
             return loss
@@ -112,7 +118,7 @@ class DPMERF(tf.keras.Model):
         """-<phi(x), target_y>: a record whose features agree with its class's released mean scores low (the
         statistic a membership attack thresholds)."""
         features = self.features(images)
-        return -tf.reduce_sum(features * tf.gather(self.target, tf.reshape(labels, [-1])), -1).numpy()
+        return -tf.reduce_sum(features * tf.gather(self.targets(), tf.reshape(labels, [-1])), -1).numpy()
 
     def generate(self, z, labels=None):
         if labels is None:
