@@ -41,13 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     from tfdpgen.merf_training import DEFAULT_FIT_STEPS, DEFAULT_FREQUENCIES
     from tfdpgen.privacy.optimizers import OPTIMIZERS
     from tfdpgen.strategies import STRATEGIES
-    from tfdpgen.training import DEFAULT_EPSILON, DEFAULTS, MODELS, RECIPES
+    from tfdpgen.training import DEFAULT_EPSILON, DEFAULTS, MODELS, RECIPES, RECIPES_28X28
 
     def per_model(setting):
         """'default per model: vae 256, others 64' for a setting of the recipes (training.RECIPES)."""
         given = ", ".join(f"{name} {values[setting]:g}" for name, values in RECIPES.items() if setting in values)
         others = f", others {DEFAULTS[setting]:g}" if setting in DEFAULTS else ""
-        return f"default per model: {given}{others}"
+        larger = ", ".join(f"{name} {values[setting]:g}" for name, values in RECIPES_28X28.items() if setting in values)
+        return f"default per model: {given}{others}" + (f" (28x28 images: {larger})" if larger else "")
 
     parser = OneLineParser(prog="tfdpgen", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)

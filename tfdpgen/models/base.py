@@ -225,8 +225,14 @@ class DPGenerativeModel(tf.keras.Model):
 
     def sample(self, num_samples: int, seed: int = 0, labels=None):
         """`num_samples` samples; conditional families take `labels` (default: 0, 1, ..., cycling over classes)."""
-        z = tf.random.stateless_normal([num_samples, self.latent_dim], seed=[seed, 0])
-        if self.num_classes is not None and labels is None:
-            labels = tf.range(num_samples) % self.num_classes
-        samples = self.generate(z, labels)
-        return tf.nest.map_structure(lambda t: t.numpy(), samples)
+        return draw_samples(self, num_samples, seed, labels)
+
+
+def draw_samples(model, num_samples: int, seed: int = 0, labels=None):
+    """`model.generate` at `num_samples` latents drawn from `seed`; a conditional model (`num_classes` set) draws the
+    given `labels`, by default 0, 1, ..., cycling over its classes. For every generator with `latent_dim`,
+    `num_classes` and `generate(z, labels)`, DP-SGD-trained or not (DP-MERF)."""
+    z = tf.random.stateless_normal([num_samples, model.latent_dim], seed=[seed, 0])
+    if model.num_classes is not None and labels is None:
+        labels = tf.range(num_samples) % model.num_classes
+    return tf.nest.map_structure(lambda t: t.numpy(), model.generate(z, labels))

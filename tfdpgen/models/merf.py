@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdpgen.data.images import DataError
+from tfdpgen.models.base import draw_samples
 from tfdpgen.models.gan import SHAPES, generator_network
 
 COUNT_WEIGHT = 0.2  # b: the class-count entry's share of each contribution (its noise is sigma / b in counts)
@@ -127,9 +128,7 @@ class DPMERF(tf.keras.Model):
 
     def sample(self, num_samples: int, seed: int = 0, labels=None):
         """`num_samples` images; `labels` default to 0, 1, ..., cycling over classes."""
-        z = tf.random.stateless_normal([num_samples, self.latent_dim], seed=[seed, 0])
-        labels = tf.range(num_samples) % self.num_classes if labels is None else labels
-        return self.generate(z, labels).numpy()
+        return draw_samples(self, num_samples, seed, labels)
 
     def get_config(self):
         return {"image_shape": self.image_shape, "num_classes": self.num_classes, "latent_dim": self.latent_dim,
