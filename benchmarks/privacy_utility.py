@@ -15,7 +15,8 @@ Each family trains with its own recipe (`tfdpgen train --model F`, the defaults 
 The DP-SGD reference ("dpsgd") is a small tanh CNN (Papernot et al.'s tempered activations, as
 benchmarks/dp2_convergence.py) trained with DP-SGD on the 8,000 real images at the same epsilon, scored on the same
 held-out images: the bar synthetic data must approach. Writes benchmarks/results/privacy_utility.json (rows of other
-families, epsilons and seeds already there are kept) and privacy_utility.png, and prints a table.
+families, epsilons and seeds already there are kept), privacy_utility.png (TSTR against epsilon) and
+privacy_utility_samples.png (each family's epsilon-10 samples), and prints a table.
 """
 import argparse
 import json
@@ -103,12 +104,13 @@ def family_row(family, epsilon, seed, data, held_out, held_out_labels, args, wor
 
 
 def keep_samples(run, name, args):
-    """The run's samples.png, kept beside the results (the runs live in a temporary directory)."""
+    """The run's samples.png, kept beside the results (the runs live in a temporary directory); its path relative
+    to the JSON's folder."""
     folder = os.path.join(os.path.dirname(args.output), "privacy_utility_samples")
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{name}.png")
     shutil.copyfile(os.path.join(run, "samples.png"), path)
-    return os.path.relpath(path, os.path.dirname(HERE))
+    return os.path.relpath(path, os.path.dirname(args.output))  # beside the JSON, wherever it is
 
 
 def dpsgd_row(epsilon, seed, images, labels, cut, args):
@@ -160,6 +162,25 @@ def plot(rows, path):
     fig.savefig(path, dpi=110)
 
 
+def samples_figure(rows, path):
+    """The epsilon-10 sample grid of every family (its recipe's first seed), one above the other."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    shown = [r for r in rows if r["target_epsilon"] == 10.0 and r.get("samples") and not r.get("settings")]
+    shown = [min((r for r in shown if r["family"] == family), key=lambda r: r["seed"])
+             for family in IMAGE_FAMILIES if any(r["family"] == family for r in shown)]
+    if not shown:
+        return
+    fig, axes = plt.subplots(len(shown), 1, figsize=(6, 5.2 * len(shown)), squeeze=False)
+    for ax, row in zip(axes[:, 0], shown):
+        ax.imshow(plt.imread(os.path.join(os.path.dirname(path), row["samples"])))
+        ax.set_title(f"{row['family']}, epsilon 10: TSTR {row['tstr_accuracy']:.3f}", fontsize=11)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
 def variant(row) -> str:
     """The settings a row was given instead of its recipe, in words ('' for the recipe)."""
     return ", ".join(f"{key} {value}" for key, value in (row.get("settings") or {}).items())
@@ -199,7 +220,8 @@ def main():
     parser.add_argument("--output", default=os.path.join(HERE, "results", "privacy_utility.json"))
     parser.add_argument("--work-dir", help="where the runs go (default: a temporary directory)")
     parser.add_argument("--reuse-runs", action="store_true", help="evaluate finished runs in --work-dir again")
-    parser.add_argument("--markdown", action="store_true", help="print the table of the output's rows and stop")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the table of the output's rows, redraw the pictures and stop")
     args = parser.parse_args()
     epsilons = [None if e == "none" else float(e) for e in args.epsilons]
     earlier = []
@@ -208,6 +230,8 @@ def main():
             earlier = json.load(f).get("rows", [])
     if args.markdown:
         print(table(earlier))
+        plot(earlier, os.path.splitext(args.output)[0] + ".png")
+        samples_figure(earlier, os.path.splitext(args.output)[0] + "_samples.png")
         return
     work = args.work_dir or tempfile.mkdtemp(prefix="tfdpgen-privacy-utility-")
     data, images, labels, cut = split(args)
@@ -231,6 +255,7 @@ def main():
                 with open(args.output, "w") as f:  # after every run: a crash keeps what was measured
                     json.dump(summary, f, indent=1)
     plot(rows, os.path.splitext(args.output)[0] + ".png")
+    samples_figure(rows, os.path.splitext(args.output)[0] + "_samples.png")
     print("\n" + table(rows))
     print(f"\nwrote {args.output} and the plot beside it ({time.time() - start:.0f} s)")
 

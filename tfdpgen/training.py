@@ -67,9 +67,10 @@ RECIPES = {"vae": {"batch_size": 256, "epochs": 120, "learning_rate": 1e-2},
 
 
 # 28x28 images (MNIST, Fashion-MNIST) change what a network can take: the conditional VAE's convolutional networks
-# diverge at the digits' 1e-2 (train-on-synthetic accuracy 0.13 at epsilon 10 on MNIST) and train at Adam's usual
-# 1e-3 (the rate of Kingma and Ba's and most VAE implementations' MNIST runs; not tuned on our held-out images).
-RECIPES_28X28 = {"vae": {"learning_rate": 1e-3}}
+# diverged at the digits' 1e-2 on MNIST (train-on-synthetic accuracy 0.13 at epsilon 10). Chosen on public data, the
+# 1,797 scikit-learn digits placed in 28x28 images as MNIST's 20x20 box (1,438 train, 359 held out), latent 4, at
+# epsilon 10: 0.58 at 1e-3, 0.79 at 3e-3, 0.66 at 1e-2 (batch 128 for 60 epochs at 1e-3: 0.54); without noise 0.86.
+RECIPES_28X28 = {"vae": {"learning_rate": 3e-3}}
 
 
 def recipe(model: str, record_shape=None) -> dict:
