@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import scipy.linalg
 import pytest
 
 from tfdpgen import cli
@@ -24,6 +25,21 @@ def test_identical_feature_sets_have_zero_distance_and_full_precision_recall():
     assert images.frechet_distance(a, shifted) == pytest.approx(8 * 9.0, rel=1e-6)
     precision, recall = images.precision_recall(a, shifted)
     assert precision < 0.2 and recall < 0.2
+
+
+def test_frechet_distance_matches_the_closed_form_with_singular_covariances():
+    """N(0, I) against N(m, 4 I) in 6 dimensions: ||m||^2 + 6 (1 + 4 - 2 * 2); 40 features that never fire (dead
+    units, zero variance in both sets) change nothing, and an arbitrary pair matches SciPy's matrix square root."""
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(200_000, 6)), 3.0 + 2.0 * rng.normal(size=(200_000, 6))
+    assert images.frechet_distance(a, b) == pytest.approx(6 * 9.0 + 6.0, rel=0.01)
+    dead = np.zeros((200_000, 40))
+    assert images.frechet_distance(np.c_[a, dead], np.c_[b, dead]) == pytest.approx(6 * 9.0 + 6.0, rel=0.01)
+    x, y = rng.normal(size=(500, 10)) @ rng.normal(size=(10, 10)), rng.exponential(size=(500, 10))
+    cov_x, cov_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    by_sqrtm = (np.sum((x.mean(0) - y.mean(0)) ** 2) + np.trace(cov_x + cov_y)
+                - 2 * np.trace(np.real(scipy.linalg.sqrtm(cov_x @ cov_y))))
+    assert images.frechet_distance(x, y) == pytest.approx(by_sqrtm, rel=1e-6)
 
 
 def test_tstr_with_real_labels_reaches_the_reference_and_shuffled_labels_give_chance(digits):

@@ -6,7 +6,6 @@ papers' FID: it compares Gaussian fits of the penultimate-layer features of a sm
 no generator saw, and only figures computed with the same classifier compare.
 """
 import numpy as np
-import scipy.linalg
 import tensorflow as tf
 
 L = tf.keras.layers
@@ -74,8 +73,14 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between Gaussian fits of two feature sets."""
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = np.real(scipy.linalg.sqrtm(cov_a @ cov_b))  # (SciPy >= 1.18 has no `disp` argument)
-    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2 * root))
+    # Tr (S_a S_b)^(1/2) is the sum of the square roots of the eigenvalues of S_a^(1/2) S_b S_a^(1/2), a symmetric
+    # matrix: symmetric eigensolvers do not fail where scipy.linalg.sqrtm of the non-symmetric product did (an internal
+    # error on a diffusion model's samples, whose features have dead units and so singular covariances).
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    middle = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+    trace_root = np.sum(np.sqrt(np.clip(middle, 0, None)))
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
 
 
 def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3):
