@@ -181,6 +181,12 @@ def samples_figure(rows, path):
     fig.savefig(path, dpi=80)
 
 
+def draw(rows, output):
+    """Both pictures beside the JSON at `output`."""
+    plot(rows, os.path.splitext(output)[0] + ".png")
+    samples_figure(rows, os.path.splitext(output)[0] + "_samples.png")
+
+
 def variant(row) -> str:
     """The settings a row was given instead of its recipe, in words ('' for the recipe)."""
     return ", ".join(f"{key} {value}" for key, value in (row.get("settings") or {}).items())
@@ -230,8 +236,7 @@ def main():
             earlier = json.load(f).get("rows", [])
     if args.markdown:
         print(table(earlier))
-        plot(earlier, os.path.splitext(args.output)[0] + ".png")
-        samples_figure(earlier, os.path.splitext(args.output)[0] + "_samples.png")
+        draw(earlier, args.output)
         return
     work = args.work_dir or tempfile.mkdtemp(prefix="tfdpgen-privacy-utility-")
     data, images, labels, cut = split(args)
@@ -254,10 +259,9 @@ def main():
                 os.makedirs(os.path.dirname(args.output), exist_ok=True)
                 with open(args.output, "w") as f:  # after every run: a crash keeps what was measured
                     json.dump(summary, f, indent=1)
-    plot(rows, os.path.splitext(args.output)[0] + ".png")
-    samples_figure(rows, os.path.splitext(args.output)[0] + "_samples.png")
+    draw(rows, args.output)
     print("\n" + table(rows))
-    print(f"\nwrote {args.output} and the plot beside it ({time.time() - start:.0f} s)")
+    print(f"\nwrote {args.output} and the pictures beside it ({time.time() - start:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -47,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         """'default per model: vae 256, others 64' for a setting of the recipes (training.RECIPES)."""
         given = ", ".join(f"{name} {values[setting]:g}" for name, values in RECIPES.items() if setting in values)
         others = f", others {DEFAULTS[setting]:g}" if setting in DEFAULTS else ""
-        larger = ", ".join(f"{name} {values[setting]:g}" for name, values in RECIPES_28X28.items() if setting in values)
-        return f"default per model: {given}{others}" + (f" (28x28 images: {larger})" if larger else "")
+        on_28x28 = ", ".join(f"{name} {values[setting]:g}" for name, values in RECIPES_28X28.items()
+                             if setting in values)
+        return f"default per model: {given}{others}" + (f" (28x28 images: {on_28x28})" if on_28x28 else "")
 
     parser = OneLineParser(prog="tfdpgen", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)

@@ -68,8 +68,8 @@ def split(total: int, holdout, holdout_order: str):
 
 
 def begin(output, config, records, held_out, holdout_order, insecure_noise_seed, private, epsilon, delta):
-    """Create the run directory and write the new run's files and secrets; returns (secrets, an empty ledger, the start time, the zCDP budget
-    rho of the target epsilon, a hair under it so that rounding never lands above the target)."""
+    """Create the run directory and write the new run's files and secrets; returns (secrets, an empty ledger, the start
+    time, the zCDP budget rho of the target epsilon, a hair under it so that rounding never lands above the target)."""
     from tfdpgen import training
     os.makedirs(output, exist_ok=True)
     training.write_run_files(output, config, records, held_out, holdout_order)
