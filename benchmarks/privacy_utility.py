@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+# TensorFlow leaves oneDNN off on AMD CPUs; on this 2-core machine it halves the convolutional families' step time
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)

@@ -38,7 +38,7 @@ def make(family, seed=0):
     if family == "vae":
         return DPVAE(image_shape=(8, 8, 1), num_classes=10, seed=5)
     if family == "diffusion":
-        return DPDiffusion(image_shape=(8, 8, 1), multiplicity=4, hidden=32, seed=5)
+        return DPDiffusion(image_shape=(8, 8, 1), multiplicity=4, width=8, seed=5)
     if family == "csinkhorn":
         return DPSinkhorn(image_shape=(8, 8, 1), latent_dim=8, num_classes=10, seed=5)
     return DPSinkhorn(image_shape=(8, 8, 1), latent_dim=8, seed=5)

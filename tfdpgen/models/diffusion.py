@@ -8,14 +8,19 @@ noise levels ln(sigma) ~ N(p_mean -1.2, p_std 1.2), and the preconditioned denoi
 D(y; sigma) = c_skip y + c_out F(c_in y, c_noise) with sigma_data = 0.5, c_skip = sd^2 / (sigma^2 + sd^2),
 c_out = sigma sd / sqrt(sigma^2 + sd^2), c_in = 1 / sqrt(sigma^2 + sd^2), c_noise = ln(sigma) / 4. With EDM's loss
 weight the per-draw loss is ||F - (x - c_skip y) / c_out||^2, of unit scale at every noise level, so the clipping
-treats all levels alike. The K draws of one example are the middle axis of the network's input, [B, K, D], so every
-Dense layer sees them as positions and the fast engine's norms stay per example.
+treats all levels alike. The K draws of one example are the second axis of the network's input, [B, K, H, W, C], so
+every layer sees them as positions and the fast engine's norms stay per example.
 
 Sampling: EDM's second-order (Heun) sampler over `sample_steps` noise levels from sigma_max 80 to sigma_min 0.002
 (rho 7), started at x = 80 z. With `num_classes` it is class-conditional as DPDM is: F reads the label's one-hot
 beside y, dropped to all zeros ("no label") for a tenth of the examples in training, so one network learns p(x | y)
 and p(x); sampling uses classifier-free guidance (Ho and Salimans 2022), D = (1 + w) D(y | label) - w D(y), w =
-`guidance`. The network F is an MLP on flattened images (small for CPU; widen `hidden` on a GPU).
+`guidance`. Samples come from an exponential moving average of the denoiser's weights (DPDM's EMA, 0.999, with the
+usual warm-up min(0.999, (1 + t) / (10 + t)) at step t): post-processing of the DP-trained weights, no privacy cost.
+The network F is a small convolutional U-Net (models/unet.py; `width` channels at full resolution, about
+0.5M parameters at 32), as DPDM's denoiser is convolutional: an MLP through a few hundred hidden units cannot write
+the per-pixel correction a denoiser needs at low noise levels (on MNIST it drew the right digits on salt-and-pepper
+speckle: train-on-synthetic accuracy 0.10 without DP).
 """
 import math
 
@@ -23,10 +28,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfdpgen.models.base import DPGenerativeModel
+from tfdpgen.models.unet import UNet
 
-L = tf.keras.layers
 SIGMA_DATA, P_MEAN, P_STD = 0.5, -1.2, 1.2
 SIGMA_MIN, SIGMA_MAX, RHO = 0.002, 80.0, 7.0
+EMA_DECAY = 0.999
 NOISE_FEATURES = 32
 
 
@@ -35,6 +41,11 @@ def noise_features(c_noise, size=NOISE_FEATURES):
     frequencies = tf.exp(tf.linspace(0.0, math.log(100.0), size // 2))
     angles = tf.cast(c_noise, tf.float32)[..., None] * frequencies
     return tf.concat([tf.sin(angles), tf.cos(angles)], -1)
+
+
+def pixels_times(scale, images):
+    """scale [B, K] times images [B, K, H, W, C], each image by its own value."""
+    return scale[..., None, None, None] * images
 
 
 def scalings(sigma):
@@ -50,10 +61,16 @@ def sampling_sigmas(steps):
     return np.append(sigmas, 0.0).astype(np.float32)
 
 
+def first_replica_updates(next_creator, **kwargs):
+    """Variables whose replica-context updates are taken from the first replica (the others compute the same)."""
+    kwargs["aggregation"] = tf.VariableAggregation.ONLY_FIRST_REPLICA
+    return next_creator(**kwargs)
+
+
 class DPDiffusion(DPGenerativeModel):
     metric_names = ("loss",)
 
-    def __init__(self, image_shape=(8, 8, 1), multiplicity: int = 8, sample_steps: int = 30, hidden: int = 256,
+    def __init__(self, image_shape=(8, 8, 1), multiplicity: int = 4, sample_steps: int = 30, width: int = 16,
                  num_classes: int = None, guidance: float = 1.0, label_dropout: float = 0.1, seed: int = None,
                  **kwargs):
         self.image_shape = tuple(int(size) for size in image_shape)
@@ -61,51 +78,68 @@ class DPDiffusion(DPGenerativeModel):
         super().__init__(latent_dim=size, seed=seed, **kwargs)
         if multiplicity < 1 or sample_steps < 2:
             raise ValueError("multiplicity must be >= 1 and sample_steps >= 2.")
-        self.multiplicity, self.sample_steps, self.hidden = multiplicity, sample_steps, hidden
+        self.multiplicity, self.sample_steps, self.width = multiplicity, sample_steps, width
         self.num_classes, self.guidance, self.label_dropout = num_classes, guidance, label_dropout
-        self.network = tf.keras.Sequential([L.InputLayer(input_shape=(None, size + NOISE_FEATURES + (num_classes or 0))),
-                                            L.Dense(hidden, activation="swish"), L.Dense(hidden, activation="swish"),
-                                            L.Dense(hidden, activation="swish"), L.Dense(size)], name="denoiser")
+        self.network = self.built_denoiser("denoiser")
+        with tf.variable_creator_scope(first_replica_updates):  # updated in a replica step, alike on every replica
+            self.average = self.built_denoiser("averaged_denoiser")
+        self.average.trainable = False
+        for average, weight in zip(self.average.weights, self.network.weights):
+            average.assign(weight)
+
+    def built_denoiser(self, name):
+        network = UNet(self.image_shape[-1], self.width, name=name)
+        network(tf.zeros([1, 1, *self.image_shape]), tf.zeros([1, 1, NOISE_FEATURES + (self.num_classes or 0)]))
+        return network
 
     private_networks = property(lambda self: [self.network])
-    generator_networks = property(lambda self: [self.network])
+    generator_networks = property(lambda self: [self.average])
 
-    def network_output(self, noisy, sigma, labels=None, run=None):
-        """F(c_in y, c_noise[, label]) for y [B, K, D] at noise levels sigma [B, K]; `labels` [B, C] (one-hot rows, all
-        zeros for "no label") when conditional."""
-        run = run or (lambda network, x: network(x, training=False))
+    def non_private_step(self):
+        """The weights' moving average moves toward the weights this DP step gave."""
+        steps = tf.cast(self.dp_steps, tf.float32)
+        decay = tf.minimum(EMA_DECAY, (1 + steps) / (10 + steps))
+        for average, weight in zip(self.average.weights, self.network.weights):
+            average.assign(decay * average + (1 - decay) * weight)
+        return {}
+
+    def network_output(self, noisy, sigma, labels=None, run=None, network=None):
+        """F(c_in y, c_noise[, label]) for y [B, K, H, W, C] at noise levels sigma [B, K]; `labels` [B, C] (one-hot
+        rows, all zeros for "no label") when conditional; `network`: the denoiser (default: the trained one) whose
+        layers `run(layer, inputs)` calls (the recorder's in training)."""
+        run = run or (lambda layer, inputs: layer(inputs))
         c_in = 1 / tf.sqrt(sigma ** 2 + SIGMA_DATA ** 2)
-        inputs = [c_in[..., None] * noisy, noise_features(tf.math.log(sigma) / 4)]
+        conditioning = [noise_features(tf.math.log(sigma) / 4)]
         if self.num_classes is not None:
-            inputs.append(tf.broadcast_to(labels[:, None, :], tf.concat([tf.shape(noisy)[:2], [self.num_classes]], 0)))
-        return run(self.network, tf.concat(inputs, -1))
+            conditioning.append(tf.broadcast_to(labels[:, None, :], tf.concat([tf.shape(sigma), [self.num_classes]], 0)))
+        return (network or self.network).forward(pixels_times(c_in, noisy), tf.concat(conditioning, -1), run)
 
     def per_example_terms(self, x, y, training):
         batch, k = tf.shape(x)[0], self.multiplicity
-        clean = tf.reshape(tf.cast(x, tf.float32), [batch, 1, -1]) * 2 - 1  # [0, 1] -> [-1, 1]
+        clean = tf.cast(x, tf.float32)[:, None] * 2 - 1  # [B, 1, H, W, C] in [-1, 1]
         sigma = tf.exp(P_MEAN + P_STD * tf.random.stateless_normal([batch, k], seed=self.step_seed(1)))
-        noisy = clean + sigma[..., None] * tf.random.stateless_normal([batch, k, self.latent_dim],
-                                                                      seed=self.step_seed(2), alg="philox")
+        noisy = clean + pixels_times(sigma, tf.random.stateless_normal([batch, k, *self.image_shape],
+                                                                        seed=self.step_seed(2), alg="philox"))
         labels = None
         if self.num_classes is not None:  # each record's label, dropped for a share of records (guidance)
             kept = tf.random.stateless_uniform([batch, 1], seed=self.step_seed(3)) >= self.label_dropout
             labels = self.one_hot(y) * tf.cast(kept, tf.float32)
-        output = self.network_output(noisy, sigma, labels, lambda network, inputs: self.run(network, inputs, training))
+        output = self.network_output(noisy, sigma, labels, lambda layer, inputs: self.run(layer, inputs, training))
         c_skip, c_out = scalings(sigma)
-        target = (clean - c_skip[..., None] * noisy) / c_out[..., None]
-        return {"loss": tf.reduce_mean(tf.reduce_sum(tf.square(output - target), -1), -1)}  # mean over the K draws
+        target = pixels_times(1 / c_out, clean - pixels_times(c_skip, noisy))
+        return {"loss": tf.reduce_mean(tf.reduce_sum(tf.square(output - target), [2, 3, 4]), -1)}  # mean over draws
 
     def denoise(self, noisy, sigma, labels):
-        """D(y; sigma) [B, 1, D] at one noise level (a scalar), guided when conditional."""
+        """D(y; sigma) [B, 1, H, W, C] at one noise level (a scalar), guided when conditional."""
         sigmas = tf.fill(tf.shape(noisy)[:2], sigma)
         c_skip, c_out = scalings(sigma)
         if self.num_classes is None:
-            output = self.network_output(noisy, sigmas)
+            output = self.network_output(noisy, sigmas, network=self.average)
         else:
             given = self.one_hot(labels)
-            output = self.network_output(noisy, sigmas, given)
+            output = self.network_output(noisy, sigmas, given, network=self.average)
             if self.guidance:
-                unlabelled = self.network_output(noisy, sigmas, tf.zeros_like(given))
+                unlabelled = self.network_output(noisy, sigmas, tf.zeros_like(given), network=self.average)
                 output = (1 + self.guidance) * output - self.guidance * unlabelled
         return c_skip * noisy + c_out * output
 
@@ -114,18 +148,20 @@ class DPDiffusion(DPGenerativeModel):
         if self.num_classes is not None and labels is None:
             raise ValueError("a conditional diffusion model generates for given labels: pass labels (one per latent "
                              "vector).")
-        sigmas = sampling_sigmas(self.sample_steps)
-        x = SIGMA_MAX * tf.cast(z, tf.float32)[:, None, :]
-        for now, following in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
+        sigmas = tf.constant(sampling_sigmas(self.sample_steps))
+
+        def step(index, x):
+            now, following = sigmas[index], sigmas[index + 1]
             slope = (x - self.denoise(x, now, labels)) / now
             moved = x + (following - now) * slope
-            if following > 0:  # Heun's correction
-                moved = x + (following - now) * 0.5 * (slope + (moved - self.denoise(moved, following, labels)) /
-                                                       following)
-            x = moved
-        images = tf.clip_by_value((x[:, 0] + 1) / 2, 0, 1)
-        return tf.reshape(images, tf.concat([tf.shape(z)[:1], self.image_shape], 0))
+            return index + 1, tf.cond(following > 0, lambda: x + (following - now) * 0.5 * (  # Heun's correction
+                slope + (moved - self.denoise(moved, following, labels)) / following), lambda: moved)
+
+        # a loop, not unrolled: the exported graph holds the denoiser a few times, not a few times per step
+        x = SIGMA_MAX * tf.reshape(tf.cast(z, tf.float32), tf.concat([tf.shape(z)[:1], [1], self.image_shape], 0))
+        _, x = tf.while_loop(lambda index, _: index < self.sample_steps, step, [tf.constant(0), x])
+        return tf.clip_by_value((x[:, 0] + 1) / 2, 0, 1)
 
     def get_config(self):
         return {"image_shape": self.image_shape, "multiplicity": self.multiplicity, "sample_steps": self.sample_steps,
-                "hidden": self.hidden, "num_classes": self.num_classes, "guidance": self.guidance}
+                "width": self.width, "num_classes": self.num_classes, "guidance": self.guidance}

@@ -67,10 +67,16 @@ def unfolding(kernel, channels) -> str:
 
 
 def unfold(x, kernel, strides, rates, padding):
-    """Patches [B, H', W', kh*kw*C] of a [B, H, W, C] tensor, as a convolution with one-hot kernels sees them.
+    """Patches [B, H', W', kh*kw*C] of a [B, H, W, C] tensor, as a convolution with one-hot kernels sees them; a
+    [B, K, H, W, C] tensor (K images of one example, as a diffusion model's noise draws) gives [B, K, H', W', ...].
 
     The values of a patch come in the kernel's own (kh, kw, C) order, except from a depthwise unfolding: (C, kh, kw),
     which `to_kernel_order` puts right on the (much smaller) products. Norms do not depend on the order."""
+    if x.shape.rank > 4:
+        patches = unfold(tf.reshape(x, [-1, *x.shape[-3:]]), kernel, strides, rates, padding)
+        unfolded = tf.reshape(patches, tf.concat([tf.shape(x)[:-3], tf.shape(patches)[1:]], 0))
+        unfolded.set_shape(x.shape[:-3].concatenate(patches.shape[1:]))
+        return unfolded
     channels = x.shape[-1]
     method = unfolding(kernel, channels)
     if method == "one_hot":

@@ -1,0 +1,77 @@
+"""A small convolutional U-Net denoiser, in the line of DDPM's and DPDM's (Ho et al. 2020; Dockhorn et al. TMLR 2023,
+nv-tlabs/DPDM) but sized for a CPU: two resolutions below the input's, residual blocks whose middle is shifted by an
+embedding of the noise level and label, skip connections by concatenation, nearest-neighbour upsampling.
+
+Images come as [B, K, H, W, C] (K noise draws of one example) and every layer with variables is a Conv2D or a Dense
+called once per pass through `run(layer, inputs)`, so the fast clipping engine computes per-example norms of all of
+them (examples on the first axis, draws and pixels as positions). No normalization layers: BatchNorm mixes examples
+(not DP), and the engine has no GroupNorm rule; the last convolution of every block starts at zero instead (DDPM's
+`zero_module`), so each block starts as the identity.
+"""
+import tensorflow as tf
+
+L = tf.keras.layers
+
+
+def upsample(x, like):
+    """Nearest-neighbour x2 on the two pixel axes before the channels, cropped to `like`'s height and width."""
+    x = tf.repeat(tf.repeat(x, 2, axis=-3), 2, axis=-2)
+    return x[..., :tf.shape(like)[-3], :tf.shape(like)[-2], :]
+
+
+class ResidualBlock(L.Layer):
+    def __init__(self, width, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+        self.first = L.Conv2D(width, 3, padding="same")
+        self.shift = L.Dense(width)
+        self.second = L.Conv2D(width, 3, padding="same", kernel_initializer="zeros")
+        self.skip = None
+
+    def build(self, input_shape):
+        if input_shape[-1] != self.width:
+            self.skip = L.Conv2D(self.width, 1)
+        super().build(input_shape)
+
+    def forward(self, x, embedding, run):
+        if not self.built:
+            self.build(x.shape)
+        h = run(self.first, tf.nn.swish(x))
+        h += run(self.shift, embedding)[..., None, None, :]
+        h = run(self.second, tf.nn.swish(h))
+        return h + (run(self.skip, x) if self.skip is not None else x)
+
+    def call(self, x, embedding):
+        return self.forward(x, embedding, lambda layer, inputs: layer(inputs))
+
+
+class UNet(L.Layer):
+    """F(x, conditioning) -> [..., H, W, out_channels] for x [..., H, W, C] and conditioning [..., E] (the leading axes
+    of both alike). `width` channels at full resolution, twice that at half and quarter resolution."""
+
+    def __init__(self, out_channels, width=32, **kwargs):
+        super().__init__(**kwargs)
+        self.out_channels, self.width = out_channels, width
+        self.embed = L.Dense(4 * width, activation="swish")
+        self.stem = L.Conv2D(width, 3, padding="same")
+        self.down_blocks = [ResidualBlock(width), ResidualBlock(2 * width), ResidualBlock(2 * width)]
+        self.downsamplers = [L.Conv2D(2 * width, 3, strides=2, padding="same") for _ in range(2)]
+        self.up_blocks = [ResidualBlock(2 * width), ResidualBlock(width)]
+        self.head = L.Conv2D(out_channels, 3, padding="same")
+
+    def forward(self, x, conditioning, run):
+        """The pass with every layer called through `run(layer, inputs)` (the fast engine's recorder in training)."""
+        embedding = run(self.embed, conditioning)
+        h = run(self.stem, x)
+        skips = []
+        for block, downsampler in zip(self.down_blocks, self.downsamplers + [None]):
+            h = block.forward(h, embedding, run)
+            if downsampler is not None:
+                skips.append(h)
+                h = run(downsampler, h)
+        for block, skip in zip(self.up_blocks, reversed(skips)):
+            h = block.forward(tf.concat([upsample(h, skip), skip], -1), embedding, run)
+        return run(self.head, tf.nn.swish(h))
+
+    def call(self, x, conditioning):
+        return self.forward(x, conditioning, lambda layer, inputs: layer(inputs))
