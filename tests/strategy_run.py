@@ -1,6 +1,6 @@
 """Run one DP training scenario under a tf.distribute strategy in a fresh process; print its results as JSON.
 
-python strategy_run.py noise|weights|weights_static|weights_adaptive|weights_dp2|gan_steps REPLICAS      (MirroredStrategy over REPLICAS logical CPU devices; 0: no strategy)
+python strategy_run.py noise|weights|weights_static|weights_adaptive|weights_dp2|gan_steps|diffusion_average REPLICAS      (MirroredStrategy over REPLICAS logical CPU devices; 0: no strategy)
 python strategy_run.py multiworker 1 (with TF_CONFIG set: MultiWorkerMirroredStrategy, one CPU per worker)
 """
 import json
@@ -77,6 +77,22 @@ elif mode == "gan_steps":  # 3 DP steps per generator step: which steps moved th
     result.update(moved=moved, generator_steps=int(model.generator_steps.numpy()),
                   average_error=max(float(np.abs(a - b).max())
                                     for a, b in zip(average, model.average_generator.get_weights())))
+elif mode == "diffusion_average":  # the denoiser's moving average after each DP step
+    from tfdpgen.data.images import load_images
+    from tfdpgen.models.diffusion import DPDiffusion
+    data = load_images("digits")
+    settings = tfdpgen.PrivacySettings(dataset_size=len(data.images), batch_size=32, epochs=1, noise_multiplier=1.0)
+    with strategy.scope():
+        model = DPDiffusion(image_shape=(8, 8, 1), multiplicity=2, width=4, num_classes=10, seed=5)
+        model.compile(privacy=settings, optimizer="adam", learning_rate=1e-2)
+    batches = distributed_private_batches(data.images, data.labels, settings, strategy, seed=2, static_size=True)
+    average = model.average.get_weights()
+    for step in range(1, 4):
+        model.fit(batches, epochs=1, steps_per_epoch=1, verbose=0)
+        decay = min(0.999, (1 + step) / (10 + step))
+        average = [decay * a + (1 - decay) * w for a, w in zip(average, model.network.get_weights())]
+    result.update(average_error=max(float(np.abs(a - b).max()) for a, b in zip(average, model.average.get_weights())),
+                  moved=max(float(np.abs(a - b).max()) for a, b in zip(average, model.network.get_weights())))
 elif mode == "multiworker":
     from tfdpgen.data.images import load_images
     data = load_images("digits")

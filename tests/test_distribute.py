@@ -49,6 +49,14 @@ def test_weights_without_noise_match_one_device(mode, others):
         assert single["clip"] != pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("replicas", [0, 2])
+def test_diffusion_samples_from_the_moving_average_of_its_denoiser(replicas):
+    """Without a strategy and on 2 replicas, the averaged denoiser (which samples and is exported) follows
+    d * average + (1 - d) * denoiser after every DP step, with the warmed-up decay d."""
+    out = run("diffusion_average", replicas)
+    assert out["average_error"] < 1e-6 and out["moved"] > 1e-4, out
+
+
 @pytest.mark.parametrize("replicas", [0, 1, 2])
 def test_gan_generator_steps_after_every_third_discriminator_step_and_its_average_follows(replicas):
     """Without a strategy the generator's step is skipped in a tf.cond; under MirroredStrategy (1 or 2 replicas) it is

@@ -19,7 +19,7 @@ or None)` (through `self.generator`) and `discriminate(rows, labels, run=None) -
 """
 import tensorflow as tf
 
-from tfdpgen.models.base import DPGenerativeModel
+from tfdpgen.models.base import DPGenerativeModel, moving_average_decay, update_moving_average
 
 
 class AdversarialModel(DPGenerativeModel):
@@ -89,7 +89,8 @@ class AdversarialModel(DPGenerativeModel):
             loss = tf.cond(due, self.generator_step, lambda: tf.constant(0.0))
         self.trackers["generator_loss"].update_state(loss, sample_weight=tf.cast(due, tf.float32))
         with tf.control_dependencies([loss]):
-            tf.distribute.get_replica_context().merge_call(self.update_average)
+            decay = tf.where(due, moving_average_decay(self.average_decay, self.generator_steps), 1.0)
+            update_moving_average(self.average_generator, self.generator, decay)
         return {}
 
     def generator_step(self):
@@ -106,11 +107,3 @@ class AdversarialModel(DPGenerativeModel):
     def generator_regularizer(self, seed):
         """A further term of the generator's loss, from nothing private but released statistics (none here)."""
         return 0.0
-
-    def update_average(self, strategy):
-        """(cross-replica) average <- d * average + (1 - d) * generator, after a generator step."""
-        due = self.generator_due()
-        t = tf.cast(self.generator_steps, tf.float32)
-        decay = tf.where(due, tf.minimum(self.average_decay, (1 + t) / (10 + t)), 1.0)
-        for average, weight in zip(self.average_generator.weights, self.generator.weights):
-            strategy.extended.update(average, lambda a, w: a.assign(decay * a + (1 - decay) * w), args=(weight,))

@@ -228,6 +228,22 @@ class DPGenerativeModel(tf.keras.Model):
         return draw_samples(self, num_samples, seed, labels)
 
 
+def moving_average_decay(decay, steps):
+    """`decay` with the usual warm-up, min(decay, (1 + t) / (10 + t)) after t updates, so that a short run's average
+    is not one of its first weights."""
+    t = tf.cast(steps, tf.float32)
+    return tf.minimum(decay, (1 + t) / (10 + t))
+
+
+def update_moving_average(average_network, network, decay):
+    """(in a train step) average_network's weights <- decay * them + (1 - decay) * network's, alike on every replica."""
+    def update(strategy, decay):
+        for average, weight in zip(average_network.weights, network.weights):
+            strategy.extended.update(average, lambda a, w, d: a.assign(d * a + (1 - d) * w), args=(weight, decay))
+
+    tf.distribute.get_replica_context().merge_call(update, args=(decay,))
+
+
 def draw_samples(model, num_samples: int, seed: int = 0, labels=None):
     """`model.generate` at `num_samples` latents drawn from `seed`; a conditional model (`num_classes` set) draws the
     given `labels`, by default 0, 1, ..., cycling over its classes. For every generator with `latent_dim`,

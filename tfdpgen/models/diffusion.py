@@ -27,7 +27,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tfdpgen.models.base import DPGenerativeModel
+from tfdpgen.models.base import DPGenerativeModel, moving_average_decay, update_moving_average
 from tfdpgen.models.unet import UNet
 
 SIGMA_DATA, P_MEAN, P_STD = 0.5, -1.2, 1.2
@@ -61,12 +61,6 @@ def sampling_sigmas(steps):
     return np.append(sigmas, 0.0).astype(np.float32)
 
 
-def first_replica_updates(next_creator, **kwargs):
-    """Variables whose replica-context updates are taken from the first replica (the others compute the same)."""
-    kwargs["aggregation"] = tf.VariableAggregation.ONLY_FIRST_REPLICA
-    return next_creator(**kwargs)
-
-
 class DPDiffusion(DPGenerativeModel):
     metric_names = ("loss",)
 
@@ -81,8 +75,7 @@ class DPDiffusion(DPGenerativeModel):
         self.multiplicity, self.sample_steps, self.width = multiplicity, sample_steps, width
         self.num_classes, self.guidance, self.label_dropout = num_classes, guidance, label_dropout
         self.network = self.built_denoiser("denoiser")
-        with tf.variable_creator_scope(first_replica_updates):  # updated in a replica step, alike on every replica
-            self.average = self.built_denoiser("averaged_denoiser")
+        self.average = self.built_denoiser("averaged_denoiser")
         self.average.trainable = False
         for average, weight in zip(self.average.weights, self.network.weights):
             average.assign(weight)
@@ -97,10 +90,7 @@ class DPDiffusion(DPGenerativeModel):
 
     def non_private_step(self):
         """The weights' moving average moves toward the weights this DP step gave."""
-        steps = tf.cast(self.dp_steps, tf.float32)
-        decay = tf.minimum(EMA_DECAY, (1 + steps) / (10 + steps))
-        for average, weight in zip(self.average.weights, self.network.weights):
-            average.assign(decay * average + (1 - decay) * weight)
+        update_moving_average(self.average, self.network, moving_average_decay(EMA_DECAY, self.dp_steps))
         return {}
 
     def network_output(self, noisy, sigma, labels=None, run=None, network=None):

@@ -33,7 +33,7 @@ class DPMERF(tf.keras.Model):
 
     sensitivity = 1.0
 
-    def __init__(self, image_shape=(28, 28, 1), num_classes: int = 10, latent_dim: int = 32, frequencies: int = 2000,
+    def __init__(self, image_shape=(28, 28, 1), num_classes: int = 10, latent_dim: int = 32, frequencies: int = 5000,
                  bandwidth: float = None, feature_seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         image_shape = tuple(int(size) for size in image_shape)
@@ -90,7 +90,7 @@ class DPMERF(tf.keras.Model):
     def labelled(self, z, labels):
         return tf.concat([tf.cast(z, tf.float32), tf.one_hot(tf.reshape(labels, [-1]), self.num_classes)], -1)
 
-    def fit(self, steps: int = 2000, per_class: int = 50, learning_rate: float = 1e-3, seed: int = 0, verbose=1):
+    def fit(self, steps: int = 3000, per_class: int = 50, learning_rate: float = 1e-3, seed: int = 0, verbose=1):
         """Fit the generator to the targets: per step, `per_class` samples of every class, loss
         sum_c ||mean phi(G(z, c)) - target_c||^2 (reads only the released targets)."""
         if self._optimizer is None:
