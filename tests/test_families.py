@@ -275,3 +275,16 @@ def test_every_family_trains_with_adaptive_clipping_and_dp2(family, variant):
     assert int(model.dp_steps.numpy()) == 3 and np.isfinite(history.history["loss"][0])
     if variant == "adaptive":
         assert history.history["clip"][0] != pytest.approx(1.0)
+
+
+def test_diffusion_unet_takes_the_fast_path_with_its_noise_draws(caplog):
+    """Every layer of the U-Net denoiser, fed K draws per example as [B, K, H, W, C], has a per-layer norm rule: no
+    layer is run again per example and no variable falls back to Jacobians."""
+    tf.keras.utils.set_random_seed(0)
+    model = DPDiffusion(image_shape=(28, 28, 1), multiplicity=2, width=4, num_classes=10, seed=1)
+    model.compile(privacy=tfdpgen.PrivacySettings(dataset_size=100, batch_size=4, epochs=1, noise_multiplier=1.0))
+    x = np.random.default_rng(0).uniform(size=(4, 28, 28, 1)).astype("float32")
+    with caplog.at_level("INFO", logger="tfdpgen"):
+        model.fit(x, np.arange(4), batch_size=4, epochs=1, verbose=0)
+    assert "falls back to Jacobians" not in caplog.text and "again per example" not in caplog.text, caplog.text
+    assert model.sample(2, labels=[3, 4]).shape == (2, 28, 28, 1)
