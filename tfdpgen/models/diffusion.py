@@ -13,7 +13,8 @@ every layer sees them as positions and the fast engine's norms stay per example.
 
 Sampling: EDM's second-order (Heun) sampler over `sample_steps` noise levels from sigma_max 80 to sigma_min 0.002
 (rho 7), started at x = 80 z. With `num_classes` it is class-conditional as DPDM is: F reads the label's one-hot
-beside y, dropped to all zeros ("no label") for a tenth of the examples in training, so one network learns p(x | y)
+beside the noise level's features (an embedding that shifts every residual block), dropped to all zeros ("no label")
+for a tenth of the examples in training, so one network learns p(x | y)
 and p(x); sampling uses classifier-free guidance (Ho and Salimans 2022), D = (1 + w) D(y | label) - w D(y), w =
 `guidance`. Samples come from an exponential moving average of the denoiser's weights (DPDM's EMA, 0.999, with the
 usual warm-up min(0.999, (1 + t) / (10 + t)) at step t): post-processing of the DP-trained weights, no privacy cost.
