@@ -1,6 +1,5 @@
 """The base of every generator: a Keras Model whose train_step trains the networks that read private records with DP."""
 import threading
-import weakref
 
 import tensorflow as tf
 
@@ -252,9 +251,4 @@ def draw_samples(model, num_samples: int, seed: int = 0, labels=None):
     z = tf.random.stateless_normal([num_samples, model.latent_dim], seed=[seed, 0])
     if model.num_classes is not None and labels is None:
         labels = tf.range(num_samples) % model.num_classes
-    if model not in _TRACED_GENERATE:  # traced once per model: a sampler's loop (diffusion's) runs twice as fast
-        _TRACED_GENERATE[model] = tf.function(model.generate, reduce_retracing=True)
-    return tf.nest.map_structure(lambda t: t.numpy(), _TRACED_GENERATE[model](z, labels))
-
-
-_TRACED_GENERATE = weakref.WeakKeyDictionary()
+    return tf.nest.map_structure(lambda t: t.numpy(), model.generate(z, labels))

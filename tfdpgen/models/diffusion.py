@@ -135,6 +135,8 @@ class DPDiffusion(DPGenerativeModel):
                 output = (1 + self.guidance) * output - self.guidance * unlabelled
         return c_skip * noisy + c_out * output
 
+    # traced (a method's tf.function holds its model weakly): the sampler's loop runs about twice as fast as eagerly
+    @tf.function(reduce_retracing=True)
     def generate(self, z, labels=None):
         """EDM's Heun sampler from x = sigma_max z; images in [0, 1]."""
         if self.num_classes is not None and labels is None:

@@ -20,29 +20,20 @@ def upsample(x, like):
 
 
 class ResidualBlock(L.Layer):
-    def __init__(self, width, **kwargs):
+    """in_width channels in, `width` out (through a 1x1 convolution on the skip path where the two differ)."""
+
+    def __init__(self, in_width, width, **kwargs):
         super().__init__(**kwargs)
-        self.width = width
         self.first = L.Conv2D(width, 3, padding="same")
         self.shift = L.Dense(width)
         self.second = L.Conv2D(width, 3, padding="same", kernel_initializer="zeros")
-        self.skip = None
-
-    def build(self, input_shape):
-        if input_shape[-1] != self.width:
-            self.skip = L.Conv2D(self.width, 1)
-        super().build(input_shape)
+        self.skip = L.Conv2D(width, 1) if in_width != width else None
 
     def forward(self, x, embedding, run):
-        if not self.built:
-            self.build(x.shape)
         h = run(self.first, tf.nn.swish(x))
         h += run(self.shift, embedding)[..., None, None, :]
         h = run(self.second, tf.nn.swish(h))
         return h + (run(self.skip, x) if self.skip is not None else x)
-
-    def call(self, x, embedding):
-        return self.forward(x, embedding, lambda layer, inputs: layer(inputs))
 
 
 class UNet(L.Layer):
@@ -54,9 +45,11 @@ class UNet(L.Layer):
         self.out_channels, self.width = out_channels, width
         self.embed = L.Dense(4 * width, activation="swish")
         self.stem = L.Conv2D(width, 3, padding="same")
-        self.down_blocks = [ResidualBlock(width), ResidualBlock(2 * width), ResidualBlock(2 * width)]
+        self.down_blocks = [ResidualBlock(width, width), ResidualBlock(2 * width, 2 * width),
+                            ResidualBlock(2 * width, 2 * width)]
         self.downsamplers = [L.Conv2D(2 * width, 3, strides=2, padding="same") for _ in range(2)]
-        self.up_blocks = [ResidualBlock(2 * width), ResidualBlock(width)]
+        # the up blocks read the upsampled features beside the skip connection's
+        self.up_blocks = [ResidualBlock(4 * width, 2 * width), ResidualBlock(3 * width, width)]
         self.head = L.Conv2D(out_channels, 3, padding="same")
 
     def forward(self, x, conditioning, run):
