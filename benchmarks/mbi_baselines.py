@@ -25,6 +25,7 @@ def _dataset(codes, sizes):
 
 
 def _measure(data, cliques, sigma, rng):
+    """Each clique's histogram with Gaussian noise `sigma` per cell (L2 sensitivity 1: rho 1 / (2 sigma^2) each)."""
     out = []
     for clique in cliques:
         x = np.asarray(data.project(clique).datavector(), np.float64)
@@ -45,12 +46,15 @@ def mst(codes, sizes, rho, rng, rows=None, iters=3000):
     """MST: all 1-way marginals (a third of rho), a maximum spanning tree of 2-way marginals chosen by the
     exponential mechanism on their L1 error (a third), those 2-way marginals (a third), then Private-PGM."""
     data, names = _dataset(codes, sizes)
-    sigma = math.sqrt(3 / (2 * rho))
-    ones = _measure(data, [(name,) for name in names], sigma, rng)
+    # A third of rho for the d 1-way marginals together: each gets noise sqrt(3 d / (2 rho)) (MST's measure()
+    # divides sigma = sqrt(3 / (2 rho)) by weights normalized to unit L2 norm, 1 / sqrt(d) each); likewise the tree.
+    sigma_ones = math.sqrt(3 * len(names) / (2 * rho))
+    sigma_twos = math.sqrt(3 * (len(names) - 1) / (2 * rho))
+    ones = _measure(data, [(name,) for name in names], sigma_ones, rng)
     # Values whose noisy count is below 3 sigma are merged into one (MST's compress_domain): fewer, larger cells.
     mapping = {}
     for m in ones:
-        keep = np.asarray(m.noisy_measurement) >= 3 * sigma
+        keep = np.asarray(m.noisy_measurement) >= 3 * sigma_ones
         if not keep.all():
             mapping[m.clique[0]] = np.where(keep, np.cumsum(keep) - 1, keep.sum()).astype(np.int64)
     small = data.compress(mapping) if mapping else data
@@ -67,7 +71,9 @@ def mst(codes, sizes, rho, rng, rows=None, iters=3000):
         chosen = candidates[_exponential([errors[pair] for pair in candidates], epsilon, 1.0, rng)]
         tree.append(chosen)
         components.merge(*chosen)
-    twos = _measure(small, tree, sigma, rng)
+    twos = _measure(small, tree, sigma_twos, rng)
+    spent = len(ones) / (2 * sigma_ones ** 2) + len(tree) * epsilon ** 2 / 8 + len(twos) / (2 * sigma_twos ** 2)
+    assert math.isclose(spent, rho, rel_tol=1e-9), f"MST spent rho {spent}, its budget is {rho}"
     model = MirrorDescent().estimate(small.domain, ones + twos, iters=iters)
     synthetic = model.synthetic_data(rows or codes.shape[0])
     return _codes(synthetic.decompress(mapping) if mapping else synthetic, names)

@@ -12,7 +12,9 @@ releases 40,000 rows; the held-out rows are read only for the scores:
 - gradient-boosted trees and logistic regression trained on the synthetic rows, ROC AUC on the held-out rows;
 - mean total-variation distance of every 1-way and 2-way marginal, and of every 3-way marginal with the target,
   synthetic rows against the held-out rows ("real" rows: the 40,000 training rows themselves, the floor that the
-  held-out rows' own sampling noise sets);
+  held-out rows' own sampling noise sets), and the 2- and 3-way TV against the training rows, the data each method
+  fitted (what MST's and AIM's papers call workload error; "real": a bootstrap resample of the training rows, the
+  floor that drawing 40,000 rows sets);
 - training time; for tfdpgen's runs, `tfdpgen evaluate`'s membership audit (empirical epsilon against the claim).
 Finished rows are kept in benchmarks/results/tabular_utility.json (a row is (method, epsilon, seed)); a rerun adds the
 missing ones. The picture: benchmarks/results/tabular_utility.png.
@@ -44,9 +46,15 @@ TRAIN_ROWS, DELTA = 40_000, 1e-5
 METHODS = ("real", "marginal", "mst", "aim", "tabgan")
 
 
-def scores(columns, held_out, schema):
+def scores(columns, held_out, schema, train_codes, reference_codes=None):
+    """AUCs and TVs against the held-out rows, and TVs against the training rows (`train_codes`), the data the
+    method fitted: what the issue's and the papers' "workload error" measures, without the held-out rows' own
+    sampling noise. `reference_codes`: the rows compared with the training rows in place of `columns` (for "real")."""
     synthetic_codes, real_codes = tables.codes(columns, schema), tables.codes(held_out, schema)
     row = tables.marginal_distances(real_codes, synthetic_codes, schema)
+    to_train = tables.marginal_distances(train_codes, synthetic_codes if reference_codes is None else reference_codes,
+                                         schema)
+    row.update({key + "_train": value for key, value in to_train.items()})
     efficacy = tables.ml_efficacy(columns, held_out, schema)
     row.update(gbt_auc=efficacy["gradient_boosting"]["roc_auc"], lr_auc=efficacy["logistic_regression"]["roc_auc"])
     return row
@@ -108,7 +116,11 @@ def summarize(rows):
     for (method, epsilon), group in sorted(groups.items(), key=lambda item: (METHODS.index(item[0][0]),
                                                                              item[0][1] or math.inf)):
         summary = {"method": method, "epsilon": epsilon, "seeds": len(group)}
-        for key in ("gbt_auc", "lr_auc", "tv_1way_mean", "tv_2way_mean", "tv_3way_target_mean", "seconds"):
+        for key in ("gbt_auc", "lr_auc", "tv_1way_mean", "tv_2way_mean", "tv_3way_target_mean", "seconds",
+                    "tv_2way_mean_train", "tv_3way_target_mean_train"):
+            if any(key not in row for row in group):  # a row kept from before the column existed
+                summary[key] = summary[key + "_spread"] = None
+                continue
             values = np.array([row[key] for row in group])
             summary[key], summary[key + "_spread"] = float(values.mean()), float(values.max() - values.min())
         summary["audit_consistent"] = all(row.get("audit_consistent", True) for row in group)
@@ -119,14 +131,17 @@ def summarize(rows):
 
 def markdown(rows):
     lines = ["| method | epsilon | seeds | boosted trees AUC | logistic AUC | 1-way TV | 2-way TV | 3-way TV (target) "
-             "| time (s) | audit: empirical epsilon |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| 2-way TV to training rows | 3-way TV to training rows | time (s) | audit: empirical epsilon |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in summarize(rows):
         spread = lambda key: f" ±{s[key + '_spread'] / 2:.3f}" if s["seeds"] > 1 else ""  # noqa: E731
+        train = lambda key: "-" if s[key] is None else f"{s[key]:.3f}{spread(key)}"  # noqa: E731
         audit = f"{s['empirical_epsilon']:.2f}" if s["method"] in ("marginal", "tabgan") else "-"
         epsilon = s["epsilon"] or ("-" if s["method"] == "real" else "no DP")
         lines.append(f"| {s['method']} | {epsilon} | {s['seeds']} | "
                      f"{s['gbt_auc']:.3f}{spread('gbt_auc')} | {s['lr_auc']:.3f} | {s['tv_1way_mean']:.3f} | "
                      f"{s['tv_2way_mean']:.3f}{spread('tv_2way_mean')} | {s['tv_3way_target_mean']:.3f} | "
+                     f"{train('tv_2way_mean_train')} | {train('tv_3way_target_mean_train')} | "
                      f"{s['seconds']:.0f} | {audit} |")
     return "\n".join(lines)
 
@@ -167,6 +182,8 @@ def main():
     parser.add_argument("--epsilons", nargs="+", type=lambda v: None if v == "none" else float(v), default=[1.0, 10.0],
                         help="privacy budgets; 'none': tfdpgen's families without DP (the sanity run)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--rerun", action="store_true",
+                        help="measure the selected methods, epsilons and seeds again, replacing their kept rows")
     parser.add_argument("--markdown", action="store_true",
                         help="print the README table and redraw the picture from the results, and stop")
     args = parser.parse_args()
@@ -181,6 +198,10 @@ def main():
     schema, codes = data.schema, table_codes(data, 16)
     held_out = tables.decode_encoded(data.features[TRAIN_ROWS:], data.labels[TRAIN_ROWS:], schema)
     train_columns = tables.decode_encoded(data.features[:TRAIN_ROWS], data.labels[:TRAIN_ROWS], schema)
+    train_codes = tables.codes(train_columns, schema)
+    if args.rerun:  # the selected rows are measured again (after a change of the method)
+        rows = [row for row in rows if not (row["method"] in args.methods and row["seed"] in args.seeds
+                                            and (row["method"] == "real" or row["epsilon"] in args.epsilons))]
     done = {(row["method"], row["epsilon"], row["seed"]) for row in rows}
     with tempfile.TemporaryDirectory() as work:
         for method in args.methods:
@@ -195,8 +216,11 @@ def main():
                                                               len(schema.condition_column.values))
                     else:
                         columns, seconds, extra = baseline_run(method, epsilon, seed, codes[:TRAIN_ROWS], schema)
+                    # "real" against the training rows: a bootstrap resample of them (the floor 40,000 drawn rows set)
+                    resample = train_codes[np.random.default_rng(0).integers(0, TRAIN_ROWS, TRAIN_ROWS)]
                     row = {"method": method, "epsilon": epsilon, "seed": seed, "seconds": seconds,
-                           **scores(columns, held_out, schema), **extra}
+                           **scores(columns, held_out, schema, train_codes, resample if method == "real" else None),
+                           **extra}
                     print(json.dumps(row), flush=True)
                     rows.append(row)
                     save_rows(rows)

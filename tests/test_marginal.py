@@ -102,6 +102,26 @@ def test_marginals_are_those_of_the_mixture():
         model.cells((0, 1, 2))
 
 
+def test_a_sampled_table_keeps_every_count_within_rounding_of_the_model():
+    """Stratified sampling: each 1-way count within 2 per component of the model's expectation (independent draws
+    would stray by ~sqrt(n p), about 30 here), and the pairs still follow the mixture, not a product of 1-ways."""
+    codes, schema = xor_table()
+    model = DPMarginalTable(schema, components=4, seed=0)
+    model.fit(measure_exactly(codes, model.sizes, model.condition_index, 10_000), len(codes), steps=300)
+    n = 4000
+    sampled = tables.codes(model.sample(n, seed=5), schema)
+    for column in range(4):
+        counts = np.bincount(sampled[:, column], minlength=model.sizes[column])
+        assert np.abs(counts - n * model.marginal((column,))).max() <= 2 * model.components
+    pair = np.bincount(sampled[:, 0] * 2 + sampled[:, 3], minlength=4) / n
+    assert 0.5 * np.abs(pair - model.marginal((0, 3))).sum() < 0.03
+    labels = np.repeat([0, 1], [n // 4, 3 * n // 4])
+    conditional = tables.codes(model.sample(n, seed=6, labels=labels), schema)
+    np.testing.assert_array_equal(conditional[:, 3], labels)
+    with pytest.raises(ValueError, match="class indices"):
+        model.sample(3, labels=[0, 1, 2])
+
+
 def test_without_noise_the_mixture_learns_a_three_way_structure():
     codes, schema = xor_table()
     model = DPMarginalTable(schema, components=32, seed=0)
