@@ -151,21 +151,26 @@ def plot(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     summary = summarize(rows)
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    panels = (("gbt_auc", "boosted trees ROC AUC on held-out rows (higher is better)"),
+              ("tv_2way_mean", "mean 2-way TV to held-out rows (lower is better)"),
+              ("tv_2way_mean_train", "mean 2-way TV to the training rows (lower is better)"))
+    figure, axes = plt.subplots(1, len(panels), figsize=(15, 4))
     for method in METHODS[1:]:
         points = [s for s in summary if s["method"] == method and s["epsilon"] is not None]
         if not points:
             continue
         eps = [s["epsilon"] for s in points]
-        for axis, key in zip(axes, ("gbt_auc", "tv_2way_mean")):
+        for axis, (key, _) in zip(axes, panels):
+            if any(s[key] is None for s in points):  # rows kept from before the column
+                continue
             axis.errorbar(eps, [s[key] for s in points], yerr=[s[key + "_spread"] / 2 for s in points], marker="o",
                           capsize=3, label=method)
     real = [s for s in summary if s["method"] == "real"]
-    for axis, key, title in zip(axes, ("gbt_auc", "tv_2way_mean"),
-                                ("boosted trees ROC AUC on held-out rows (higher is better)",
-                                 "mean 2-way TV to held-out rows (lower is better)")):
-        if real:
-            axis.axhline(real[0][key], color="grey", linestyle="--", label="real training rows")
+    for axis, (key, title) in zip(axes, panels):
+        if real and real[0][key] is not None:
+            axis.axhline(real[0][key], color="grey", linestyle="--",
+                         label="real: a resample of the training rows" if key.endswith("_train") else
+                         "real training rows")
         axis.set_xscale("log")
         axis.set_yscale("log" if key.startswith("tv") else "linear")  # TV spans a factor of two or more
         axis.set_xlabel("epsilon (delta 1e-5)")
