@@ -20,6 +20,11 @@ by at most C, which is the Poisson-subsampled Gaussian mechanism the accountant 
 Unlike the full Sinkhorn divergence, the generated-to-real direction and further Sinkhorn iterations (whose potentials
 couple all real records, so one record would move every term) are left out: they have no per-record decomposition.
 
+The entropic regularization `epsilon` (the soft-minimum's temperature, in mean-squared-distance units) is 0.005 by
+default: each real point pulls almost only its nearest generated points. At 0.05 the plan spread each pull over many
+generated points, which drifted to blurred class means (chosen on public data, the scikit-learn digits placed in 28x28:
+without noise 0.90 -> 0.94 train-on-synthetic accuracy, at epsilon 10 0.63 -> 0.90 with the clip norm at 0.01).
+
 With `num_classes` it is class-conditional, as DP-Sinkhorn's conditional variant: the generator reads a one-hot label
 beside z, the generated batch takes a fixed, balanced set of labels (drawn from no record), and every point, real or
 generated, is its flattened image beside a scaled one-hot of its label, so the cost adds `label_cost` (in mean squared
@@ -73,7 +78,7 @@ class SoftMinClipping:
 class DPSinkhorn(DPGenerativeModel):
     metric_names = ("loss",)
 
-    def __init__(self, image_shape=(8, 8, 1), latent_dim: int = 32, epsilon: float = 0.05, num_classes: int = None,
+    def __init__(self, image_shape=(8, 8, 1), latent_dim: int = 32, epsilon: float = 0.005, num_classes: int = None,
                  label_cost: float = 1.0, seed: int = None, **kwargs):
         image_shape = tuple(int(size) for size in image_shape)
         if image_shape not in SHAPES:
