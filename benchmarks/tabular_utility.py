@@ -204,6 +204,8 @@ def main():
     held_out = tables.decode_encoded(data.features[TRAIN_ROWS:], data.labels[TRAIN_ROWS:], schema)
     train_columns = tables.decode_encoded(data.features[:TRAIN_ROWS], data.labels[:TRAIN_ROWS], schema)
     train_codes = tables.codes(train_columns, schema)
+    # "real" against the training rows: a bootstrap resample of them (the floor that 40,000 drawn rows set)
+    resample = train_codes[np.random.default_rng(0).integers(0, TRAIN_ROWS, TRAIN_ROWS)]
     if args.rerun:  # the selected rows are measured again (after a change of the method)
         rows = [row for row in rows if not (row["method"] in args.methods and row["seed"] in args.seeds
                                             and (row["method"] == "real" or row["epsilon"] in args.epsilons))]
@@ -221,8 +223,6 @@ def main():
                                                               len(schema.condition_column.values))
                     else:
                         columns, seconds, extra = baseline_run(method, epsilon, seed, codes[:TRAIN_ROWS], schema)
-                    # "real" against the training rows: a bootstrap resample of them (the floor 40,000 drawn rows set)
-                    resample = train_codes[np.random.default_rng(0).integers(0, TRAIN_ROWS, TRAIN_ROWS)]
                     row = {"method": method, "epsilon": epsilon, "seed": seed, "seconds": seconds,
                            **scores(columns, held_out, schema, train_codes, resample if method == "real" else None),
                            **extra}
