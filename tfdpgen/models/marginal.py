@@ -191,18 +191,21 @@ class DPMarginalTable(tf.keras.Model):
         posterior = tf.exp(log_weights - tf.reduce_logsumexp(log_weights, 1, keepdims=True))
         posterior = tf.broadcast_to(posterior, [tf.shape(z)[0], self.components])
         component = inverse_cdf(posterior, uniforms[:, 0])
+        codes = [labels if index == self.condition_index and labels is not None else
+                 inverse_cdf(tf.gather(self.column_probabilities(index), component), uniforms[:, 1 + index])
+                 for index in range(columns)]
+        return self.decode(tf.stack([tf.cast(c, tf.int32) for c in codes], 1), uniforms[:, 1 + columns:])
+
+    def decode(self, codes, within):
+        """The schema's columns from codes [n, columns] (a category's index, a number's bin) and uniforms [n, columns]
+        placing each number within its bin."""
         out = {}
         for index, column in enumerate(self.schema.columns):
-            if index == self.condition_index and labels is not None:
-                codes = labels
-            else:
-                codes = inverse_cdf(tf.gather(self.column_probabilities(index), component), uniforms[:, 1 + index])
             if column.type == "categorical":
-                out[column.name] = tf.gather(tf.constant(column.values), codes)
+                out[column.name] = tf.gather(tf.constant(column.values), codes[:, index])
             else:
-                within = uniforms[:, 1 + columns + index]
                 width = (column.max - column.min) / self.bins
-                out[column.name] = column.min + (tf.cast(codes, tf.float32) + within) * width
+                out[column.name] = column.min + (tf.cast(codes[:, index], tf.float32) + within[:, index]) * width
         return out
 
     def sample(self, num_samples: int, seed: int = 0, labels=None):
@@ -233,15 +236,8 @@ class DPMarginalTable(tf.keras.Model):
                     codes[members, column] = rng.permutation(values)
         if labels is not None:
             codes[:, self.condition_index] = labels
-        out = {}
-        for index, column in enumerate(self.schema.columns):
-            if column.type == "categorical":
-                out[column.name] = np.array([value.encode() for value in column.values], dtype=object)[codes[:, index]]
-            else:
-                width = (column.max - column.min) / self.bins
-                within = rng.uniform(size=num_samples)
-                out[column.name] = (column.min + (codes[:, index] + within) * width).astype(np.float32)
-        return out
+        within = rng.uniform(size=codes.shape).astype(np.float32)
+        return {name: values.numpy() for name, values in self.decode(tf.constant(codes, tf.int32), within).items()}
 
     def get_config(self):
         return {"schema": self.schema.to_dict(), "components": self.components, "bins": self.bins}
