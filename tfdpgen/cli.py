@@ -37,7 +37,7 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from tfdpgen.data.images import DATASETS
     from tfdpgen.data.tables import TABLES
-    from tfdpgen.models.marginal import DEFAULT_BINS, DEFAULT_COMPONENTS
+    from tfdpgen.models.marginal import DEFAULT_BINS, DEFAULT_COMPONENTS, DEFAULT_INDEPENDENCE
     from tfdpgen.merf_training import DEFAULT_FIT_STEPS, DEFAULT_FREQUENCIES
     from tfdpgen.privacy.optimizers import OPTIMIZERS
     from tfdpgen.strategies import STRATEGIES
@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"marginal: components of the mixture of products (default {DEFAULT_COMPONENTS})")
     train.add_argument("--bins", type=int, help="marginal: equal bins per numeric column over its declared bounds "
                                                 f"(default {DEFAULT_BINS})")
+    train.add_argument("--independence", type=float,
+                       help="marginal: weight of the fit's pull towards independence where no measurement shows "
+                            f"dependence (maximum entropy; 0 turns it off; default {DEFAULT_INDEPENDENCE})")
     train.add_argument("--frequencies", type=int,
                        help=f"merf: random frequencies of the kernel's features (default {DEFAULT_FREQUENCIES})")
     train.add_argument("--fit-steps", type=int,
@@ -245,7 +248,8 @@ def main(argv=None) -> int:
                       dp2_learning_rate=args.dp2_learning_rate, schema=args.schema, holdout=args.holdout,
                       holdout_order=args.holdout_order, insecure_noise_seed=args.insecure_noise_seed,
                       verbose=0 if args.quiet else 1, discriminator_steps=args.discriminator_steps,
-                      marginal={name: value for name, value in (("components", args.components), ("bins", args.bins))
+                      marginal={name: value for name, value in (("components", args.components), ("bins", args.bins),
+                                                                  ("independence", args.independence))
                                 if value is not None},
                       merf={name: value for name, value in (("frequencies", args.frequencies),
                                                             ("fit_steps", args.fit_steps)) if value is not None})

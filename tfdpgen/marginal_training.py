@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdpgen.data.tables import DATAFRAME, TABLES, load_table, table_codes
-from tfdpgen.models.marginal import DEFAULT_BINS, DEFAULT_COMPONENTS, DPMarginalTable
+from tfdpgen.models.marginal import DEFAULT_BINS, DEFAULT_COMPONENTS, DEFAULT_INDEPENDENCE, DPMarginalTable
 from tfdpgen.privacy.aim import estimate_total, measure_exactly, run_aim
 from tfdpgen.privacy.settings import default_delta
 from tfdpgen.release_runs import check_flags, checked_budget, begin, fresh_output, release_report, split
@@ -37,7 +37,8 @@ def privacy_text(report: dict) -> str:
 def train_marginal_run(dataset=None, frame=None, data_dir=None, schema=None, epsilon=None, delta=None,
                        noise_multiplier=None, output=None, seed=None, holdout=0.2, holdout_order="random",
                        insecure_noise_seed=None,
-                       components=DEFAULT_COMPONENTS, bins=DEFAULT_BINS, max_cells=MAX_CELLS, verbose=1, **given):
+                       components=DEFAULT_COMPONENTS, bins=DEFAULT_BINS, max_cells=MAX_CELLS,
+                       independence=DEFAULT_INDEPENDENCE, verbose=1, **given):
     """Train the marginal family into `output`; `given` holds the DP-SGD flags, refused if set; `frame`: a DataFrame
     (`dataset` is then tables.DATAFRAME). Returns `output`."""
     from tfdpgen import training  # the run directory's conventions live there
@@ -46,6 +47,8 @@ def train_marginal_run(dataset=None, frame=None, data_dir=None, schema=None, eps
     for name, value, low in (("--components", components, 1), ("--bins", bins, 2), ("max_cells", max_cells, 2)):
         if not (isinstance(value, int) and value >= low):
             raise ValueError(f"{name} must be a whole number of at least {low}, got {value!r}.")
+    if not (isinstance(independence, (int, float)) and not isinstance(independence, bool) and independence >= 0):
+        raise ValueError(f"--independence must be a number of at least 0 (0 turns the penalty off), got {independence!r}.")
     dataset = dataset or training.DEFAULT_DATASETS["marginal"]
     if schema is None and dataset not in TABLES + (DATAFRAME,):
         raise ValueError(f"the marginal family takes tables: --dataset {' or '.join(TABLES)}, or a CSV with "
@@ -53,6 +56,7 @@ def train_marginal_run(dataset=None, frame=None, data_dir=None, schema=None, eps
     config = {"model": "marginal", "dataset": dataset, "data_dir": data_dir, "schema": schema, "epsilon": epsilon,
               "delta": delta, "noise_multiplier": noise_multiplier, "seed": seed, "holdout": holdout,
               "holdout_order": holdout_order, "components": components, "bins": bins, "max_cells": max_cells,
+              "independence": independence,
               "insecure_noise_seed_given": insecure_noise_seed is not None}
     output = fresh_output("marginal", config, output)
     data = load_table(dataset, data_dir, schema, frame)
@@ -61,7 +65,7 @@ def train_marginal_run(dataset=None, frame=None, data_dir=None, schema=None, eps
     codes = table_codes(data, bins)[train]
     delta = delta or default_delta(len(train))
     tf.keras.utils.set_random_seed(seed if seed is not None else np.random.SeedSequence().entropy % 2**31)
-    network = DPMarginalTable(data.schema, components=components, bins=bins, seed=seed)
+    network = DPMarginalTable(data.schema, components=components, bins=bins, seed=seed, independence=independence)
 
     secrets, ledger, started, rho = begin(output, config, total, held_out, holdout_order, insecure_noise_seed,
                                           private, epsilon, delta)
