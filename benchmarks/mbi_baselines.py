@@ -81,7 +81,9 @@ def mst(codes, sizes, rho, rng, rows=None, iters=3000):
 
 def aim(codes, sizes, rho, rng, target, max_cells=10_000, max_model_size=80.0, iters=1000, rows=None, log=print):
     """AIM with the workload tfdpgen's marginal family uses (every 2-way marginal and every 3-way one holding
-    `target`, at most `max_cells` cells), its model-size cap (`max_model_size` MB, AIM's default 80) and Private-PGM."""
+    `target`, at most `max_cells` cells), its model-size cap (`max_model_size` MB, AIM's default 80) and Private-PGM;
+    `iters` mirror-descent iterations after each round (AIM's 1000; fewer to make it fit a session), at least 1000
+    in the final estimate."""
     data, names = _dataset(codes, sizes)
     weights = {tuple(names[c] for c in r): weight
                for r, weight in candidate_weights(workload(sizes, target, max_cells)).items()}
@@ -113,4 +115,5 @@ def aim(codes, sizes, rho, rng, target, max_cells=10_000, max_model_size=80.0, i
         log(f"AIM: measured {chosen}, budget used {used / rho:.1%}")
         if np.abs(np.asarray(model.project(chosen).datavector()) - before).sum() <= math.sqrt(2 / math.pi) * sigma * answers[chosen].size:
             sigma, epsilon = sigma / 2, epsilon * 2
+    model = MirrorDescent().estimate(data.domain, measurements, iters=max(iters, 1000), warm_start=model)  # as AIM ends
     return _codes(model.synthetic_data(rows or codes.shape[0]), names)

@@ -78,7 +78,7 @@ def tfdpgen_run(method, epsilon, seed, work, held_out_labels, num_classes):
                               "audit_consistent": audit["consistent"]}
 
 
-def baseline_run(method, epsilon, seed, codes, schema):
+def baseline_run(method, epsilon, seed, codes, schema, aim_iters=1000):
     import mbi_baselines
     sizes = [column.width for column in schema.columns]
     rng, rho = np.random.default_rng(seed), rho_for_epsilon(epsilon, DELTA)
@@ -87,9 +87,11 @@ def baseline_run(method, epsilon, seed, codes, schema):
         synthetic = mbi_baselines.mst(codes, sizes, rho, rng, rows=TRAIN_ROWS)
     else:
         target = [column.name for column in schema.columns].index(schema.condition)
-        synthetic = mbi_baselines.aim(codes, sizes, rho, rng, target, rows=TRAIN_ROWS, log=lambda line: None)
+        synthetic = mbi_baselines.aim(codes, sizes, rho, rng, target, rows=TRAIN_ROWS, iters=aim_iters,
+                                      log=lambda line: None)
     seconds = time.time() - started
-    return {c.name: np.array(c.values)[synthetic[:, i]] for i, c in enumerate(schema.columns)}, seconds, {}
+    extra = {"aim_iters": aim_iters} if method == "aim" else {}
+    return {c.name: np.array(c.values)[synthetic[:, i]] for i, c in enumerate(schema.columns)}, seconds, extra
 
 
 def load_rows():
@@ -123,6 +125,8 @@ def summarize(rows):
                 continue
             values = np.array([row[key] for row in group])
             summary[key], summary[key + "_spread"] = float(values.mean()), float(values.max() - values.min())
+        if method == "aim":
+            summary["aim_iters"] = group[0].get("aim_iters", 1000)
         summary["audit_consistent"] = all(row.get("audit_consistent", True) for row in group)
         summary["empirical_epsilon"] = max((row.get("empirical_epsilon", 0.0) for row in group), default=0.0)
         out.append(summary)
@@ -138,7 +142,8 @@ def markdown(rows):
         train = lambda key: "-" if s[key] is None else f"{s[key]:.3f}{spread(key)}"  # noqa: E731
         audit = f"{s['empirical_epsilon']:.2f}" if s["method"] in ("marginal", "tabgan") else "-"
         epsilon = s["epsilon"] or ("-" if s["method"] == "real" else "no DP")
-        lines.append(f"| {s['method']} | {epsilon} | {s['seeds']} | "
+        method = s["method"] + (f" ({s['aim_iters']} iterations a round)" if s.get("aim_iters", 1000) != 1000 else "")
+        lines.append(f"| {method} | {epsilon} | {s['seeds']} | "
                      f"{s['gbt_auc']:.3f}{spread('gbt_auc')} | {s['lr_auc']:.3f} | {s['tv_1way_mean']:.3f} | "
                      f"{s['tv_2way_mean']:.3f}{spread('tv_2way_mean')} | {s['tv_3way_target_mean']:.3f} | "
                      f"{train('tv_2way_mean_train')} | {train('tv_3way_target_mean_train')} | "
@@ -189,6 +194,9 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--rerun", action="store_true",
                         help="measure the selected methods, epsilons and seeds again, replacing their kept rows")
+    parser.add_argument("--aim-iters", type=int, default=1000,
+                        help="AIM: Private-PGM's mirror-descent iterations after each round (AIM's default 1000; "
+                             "the row records it)")
     parser.add_argument("--markdown", action="store_true",
                         help="print the README table and redraw the picture from the results, and stop")
     args = parser.parse_args()
@@ -222,7 +230,8 @@ def main():
                         columns, seconds, extra = tfdpgen_run(method, epsilon, seed, work, data.labels[TRAIN_ROWS:],
                                                               len(schema.condition_column.values))
                     else:
-                        columns, seconds, extra = baseline_run(method, epsilon, seed, codes[:TRAIN_ROWS], schema)
+                        columns, seconds, extra = baseline_run(method, epsilon, seed, codes[:TRAIN_ROWS], schema,
+                                                               args.aim_iters)
                     row = {"method": method, "epsilon": epsilon, "seed": seed, "seconds": seconds,
                            **scores(columns, held_out, schema, train_codes, resample if method == "real" else None),
                            **extra}
