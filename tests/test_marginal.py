@@ -285,7 +285,8 @@ def test_an_interrupted_run_is_refused_not_restarted(tmp_path, capsys):
     run.mkdir()
     config = {"model": "marginal", "dataset": "breast_cancer", "data_dir": None, "schema": None, "epsilon": 3.0,
               "delta": None, "noise_multiplier": None, "seed": None, "holdout": 0.2, "holdout_order": "random",
-              "components": 256, "bins": 16, "max_cells": 10_000, "insecure_noise_seed_given": False}
+              "components": 256, "bins": 16, "max_cells": 10_000, "independence": 0.01,
+              "insecure_noise_seed_given": False}
     (run / "run.json").write_text(json.dumps(config))
     before = sorted(os.listdir(run))
     assert run_cli("--output", str(run)) == 2
