@@ -264,6 +264,7 @@ def test_non_private_run_learns_breast_cancer(tmp_path):
     (["--noise-multiplier", "1.0"], "calibrates its noise from --epsilon"),
     (["--optimizer", "dp-sgd"], "--optimizer is a DP-SGD setting"),
     (["--components", "0"], "--components must be a whole number of at least 1"),
+    (["--independence", "-0.1"], "--independence must be a number of at least 0"),
     (["--dataset", "digits"], "the marginal family takes tables"),
     (["--noise-multiplier", "0", "--epsilon", "1"], "non-private run"),
 ])

@@ -48,7 +48,8 @@ def train_marginal_run(dataset=None, frame=None, data_dir=None, schema=None, eps
         if not (isinstance(value, int) and value >= low):
             raise ValueError(f"{name} must be a whole number of at least {low}, got {value!r}.")
     if not (isinstance(independence, (int, float)) and not isinstance(independence, bool) and independence >= 0):
-        raise ValueError(f"--independence must be a number of at least 0 (0 turns the penalty off), got {independence!r}.")
+        raise ValueError(f"--independence must be a number of at least 0 (0 turns the penalty off), "
+                         f"got {independence!r}.")
     dataset = dataset or training.DEFAULT_DATASETS["marginal"]
     if schema is None and dataset not in TABLES + (DATAFRAME,):
         raise ValueError(f"the marginal family takes tables: --dataset {' or '.join(TABLES)}, or a CSV with "

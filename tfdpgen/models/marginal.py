@@ -15,7 +15,7 @@ marginal (and the random start) spreads into pairs nobody measured. The penalty 
 sum_j I(component; column j), in nats, bounds the mixture's total correlation from above (sum_j H(x_j) - H(x) <=
 sum_j I(z; x_j) when columns are independent given the component z) and so pulls the fit towards maximum entropy;
 N x that penalty is on the scale of the measurements' log-likelihood. 0.01 was chosen on random Bayesian networks
-with Adult's domain sizes (synthetic tables: `benchmarks/tabular_utility.py`'s docstring), never on real records.
+with Adult's domain sizes (synthetic tables: `benchmarks/marginal_independence.py`), never on real records.
 
 Columns are those of the declared schema, the condition column included: categories as declared, numeric columns cut
 into `bins` equal bins over their declared bounds (public, so the domain costs no privacy); a numeric value is drawn
@@ -116,8 +116,9 @@ class DPMarginalTable(tf.keras.Model):
         information = 0.0
         for column in range(len(self.sizes)):
             log_p = tf.nn.log_softmax(self.logits[:, self.offsets[column]:self.offsets[column + 1]], -1)
-            log_marginal = tf.math.log(tf.linalg.matvec(tf.exp(log_p), pi, transpose_a=True) + 1e-30)
-            information += tf.reduce_sum(pi[:, None] * tf.exp(log_p) * (log_p - log_marginal[None, :]))
+            p = tf.exp(log_p)
+            log_marginal = tf.math.log(tf.linalg.matvec(p, pi, transpose_a=True) + 1e-30)
+            information += tf.reduce_sum(pi[:, None] * p * (log_p - log_marginal[None, :]))
         return information
 
     def answers(self):
