@@ -62,17 +62,6 @@ def random_network_table(sizes, seed, rows=ROWS):
     return codes
 
 
-def mean_tv(real, synthetic, sizes, cliques):
-    out = []
-    for clique in cliques:
-        shape = [sizes[c] for c in clique]
-        flat = lambda codes: np.ravel_multi_index(tuple(codes[:, c] for c in clique), shape)  # noqa: E731
-        cells = int(np.prod(shape))
-        out.append(0.5 * np.abs(np.bincount(flat(real), minlength=cells) / len(real)
-                                - np.bincount(flat(synthetic), minlength=cells) / len(synthetic)).sum())
-    return float(np.mean(out))
-
-
 def measure(schema, network, epsilon, independence):
     sizes = [column.width for column in schema.columns]
     target = [column.name for column in schema.columns].index(schema.condition)
@@ -84,13 +73,10 @@ def measure(schema, network, epsilon, independence):
                            np.random.default_rng(5), PrivacyLedger(), [c.name for c in schema.columns],
                            marginal_training.MAX_CELLS, log=lambda line: None)
     model.fit(measurements, estimate_total(measurements), steps=marginal_training.FINAL_FIT_STEPS)
-    synthetic = tables.codes(model.sample(ROWS, seed=0), schema)
-    others = [c for c in range(len(sizes)) if c != target]
+    distances = tables.marginal_distances(codes, tables.codes(model.sample(ROWS, seed=0), schema), schema)
     return {"network": network, "epsilon": epsilon, "independence": independence,
-            "tv_1way": mean_tv(codes, synthetic, sizes, [(c,) for c in range(len(sizes))]),
-            "tv_2way": mean_tv(codes, synthetic, sizes, list(itertools.combinations(range(len(sizes)), 2))),
-            "tv_3way_target": mean_tv(codes, synthetic, sizes, [tuple(sorted(pair + (target,)))
-                                                                 for pair in itertools.combinations(others, 2)]),
+            "tv_1way": distances["tv_1way_mean"], "tv_2way": distances["tv_2way_mean"],
+            "tv_3way_target": distances["tv_3way_target_mean"],
             "measured_higher_way": sum(len(m.clique) > 1 for m in measurements),
             "component_information": float(model.component_information()), "seconds": time.time() - started}
 
