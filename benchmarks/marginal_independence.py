@@ -5,13 +5,13 @@
     .venv/bin/python benchmarks/marginal_independence.py --markdown             # the table from the kept rows
 
 Each table is 40,000 rows drawn from a random Bayesian network over 14 columns with Adult's domain sizes (read from
-../shared/data/adult/adult-domain.json, the public domain; no record of Adult is read): columns in a random order, each with no parent
-(one in five), one or two earlier parents (at most 2,000 parent values), its conditional tables Dirichlet around a
-skewed base distribution with a random concentration, so pairs range from independent to strongly dependent. The
-marginal family's AIM run (privacy.aim.run_aim, the run's final fit, a stratified table of 40,000 rows) at each
-`independence` (models.marginal) is scored by the mean TV of every 1-way, 2-way and 3-way-with-the-target marginal
-against the table it was fitted to, as tabular_utility.py scores Adult. Rows: benchmarks/results/marginal_independence.json,
-a row per (network, epsilon, independence), kept between invocations.
+../shared/data/adult/adult-domain.json, the public domain; no record of Adult is read): columns in a random order,
+each with no parent (one in five), one or two earlier parents (at most 2,000 parent values), its conditional tables
+Dirichlet around a skewed base distribution with a random concentration, so pairs range from independent to strongly
+dependent. The marginal family's AIM run (privacy.aim.run_aim, the run's final fit, a stratified table of 40,000 rows)
+at each `independence` (models.marginal) is scored by the mean TV of every 1-way, 2-way and 3-way-with-the-target
+marginal against the table it was fitted to, as tabular_utility.py scores Adult. Rows:
+benchmarks/results/marginal_independence.json, a row per (network, epsilon, independence), kept between invocations.
 """
 import argparse
 import itertools

@@ -139,7 +139,8 @@ def test_without_noise_the_mixture_learns_a_three_way_structure():
 def test_the_fit_keeps_columns_no_measurement_links_independent():
     """Maximum entropy: column c is measured alone, so the fit must not tie it to a (whose pair with the label is
     measured). Without the independence penalty the components keep their random start on c and invent a dependence
-    (checked: TV from independence 0.026-0.059 with independence=0); with it they agree on c. The measured pair stays."""
+    (checked: TV from independence 0.026-0.059 with independence=0); with it they agree on c. The measured pair
+    stays."""
     rng = np.random.default_rng(0)
     n, sizes = 4000, [2, 3, 12, 2]
     a = rng.integers(0, 2, n)

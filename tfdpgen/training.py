@@ -297,8 +297,8 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
     TableSchema); tfdpgen keeps no copy of it, so resuming or evaluating the run takes the same DataFrame again.
 
     `model="marginal"` takes no DP-SGD step (marginal_training.train_marginal_run; `marginal` holds its own settings,
-    components, bins and independence) and refuses DP-SGD settings given to it; nor does `model="merf"` (merf_training; `merf`
-    holds its frequencies and fit_steps).
+    components, bins and independence) and refuses DP-SGD settings given to it; nor does `model="merf"`
+    (merf_training; `merf` holds its frequencies and fit_steps).
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}: choose one of {sorted(MODELS)}.")
@@ -308,7 +308,8 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
     if isinstance(schema, TableSchema):
         schema = schema.to_dict()  # run.json records the schema as given
     if marginal and model != "marginal":
-        raise ValueError(f"--components, --bins and --independence are settings of the marginal family, not of {model}.")
+        raise ValueError(f"--components, --bins and --independence are settings of the marginal family, "
+                         f"not of {model}.")
     if merf and model != "merf":
         raise ValueError(f"--frequencies and --fit-steps are settings of DP-MERF (--model merf), not of {model}.")
     if model == "marginal":  # no DP-SGD steps: measured marginals and a fit (marginal_training)

@@ -88,8 +88,9 @@ class DPMarginalTable(tf.keras.Model):
         self.weight_logits = tf.Variable(tf.zeros([components]), name="weight_logits")
         self._optimizer = tf.keras.optimizers.legacy.Adam(learning_rate)
         variables = [self.logits, self.weight_logits]
-        signature = [tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64),
-                     tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.float32)]
+        signature = [tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64),  # cells, segments
+                     tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float32),  # targets, weights
+                     tf.TensorSpec([], tf.float32)]  # the independence penalty's weight
 
         def fit_step(cells, segments, targets, weights, penalty):
             with tf.GradientTape() as tape:
