@@ -75,7 +75,8 @@ def overrides(family, args) -> dict:
         given = {"fit_steps": 100 if args.quick else args.fit_steps, "frequencies": args.frequencies}
     else:
         given = {"epochs": 1 if args.quick else args.epochs, "batch_size": args.batch_size,
-                 "discriminator_steps": args.discriminator_steps}
+                 "discriminator_steps": args.discriminator_steps,
+                 "pretrain": args.pretrain if family == "diffusion" else None}
     return {name: value for name, value in given.items() if value is not None}
 
 
@@ -223,6 +224,7 @@ def main():
     parser.add_argument("--epochs", type=int, help="instead of the recipe's (DP-SGD families; recorded in the row)")
     parser.add_argument("--batch-size", type=int, help="instead of the recipe's (DP-SGD families; recorded)")
     parser.add_argument("--discriminator-steps", type=int, help="cgan: instead of the recipe's (recorded)")
+    parser.add_argument("--pretrain", help="diffusion: public image set to pretrain on without DP (recorded)")
     parser.add_argument("--frequencies", type=int, help="merf: instead of the default (recorded)")
     parser.add_argument("--fit-steps", type=int, help="merf: instead of the default (recorded)")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "privacy_utility.json"))

@@ -88,6 +88,11 @@ TRAIN_CASES = [
     (["--model", "merf", "--noise-multiplier", "1.0"], "calibrates its noise from --epsilon"),
     (["--model", "merf", "--fit-steps", "0"], "--fit-steps must be a whole number of at least 1"),
     (["--model", "vae", "--frequencies", "8"], "settings of DP-MERF"),
+    (["--model", "vae", "--pretrain", "mnist"], "--pretrain is available for diffusion, not vae"),
+    (["--model", "diffusion", "--pretrain", "digits"], "--pretrain digits is the data set being trained on"),
+    (["--model", "diffusion", "--pretrain-epochs", "3"], "--pretrain-epochs is a setting of --pretrain"),
+    (["--model", "diffusion", "--pretrain", "mnist", "--pretrain-epochs", "0"],
+     "--pretrain-epochs must be a whole number of at least 1"),
 ]
 
 

@@ -1,6 +1,7 @@
 """Every generator family: private networks get only clipped, noised per-example gradients; generators trained from a
 private discriminator never read the real batch; each trains from the CLI and exports a model plain TF can load."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from tfdpgen.models.gan import DPGAN
 from tfdpgen.models.sinkhorn import DPSinkhorn
 from tfdpgen.models.tabular_gan import DPTableGAN
 from tfdpgen.models.vae import DPVAE
+from tfdpgen.training import train_run
 
 BATCH, CLIP, LR = 32, 0.5, 1.0
 
@@ -288,3 +290,61 @@ def test_diffusion_unet_takes_the_fast_path_with_its_noise_draws(caplog):
         model.fit(x, np.arange(4), batch_size=4, epochs=1, verbose=0)
     assert "falls back to Jacobians" not in caplog.text and "again per example" not in caplog.text, caplog.text
     assert model.sample(2, labels=[3, 4]).shape == (2, 28, 28, 1)
+
+
+def test_unet_patches_are_the_image_s_2x2_blocks_and_come_back_whole():
+    """The patched U-Net's space to depth: each patch holds its 2x2 block in row order, draws and examples apart, and
+    from_patches undoes it exactly (a transposed block would still invert, so the layout is checked too)."""
+    from tfdpgen.models.unet import from_patches, to_patches
+    x = tf.reshape(tf.range(2 * 3 * 4 * 6 * 1, dtype=tf.float32), [2, 3, 4, 6, 1])
+    patches = to_patches(x, 2)
+    assert patches.shape == (2, 3, 2, 3, 4)
+    np.testing.assert_array_equal(patches[1, 2, 1, 2], tf.reshape(x[1, 2, 2:4, 4:6, 0], [-1]))
+    np.testing.assert_array_equal(from_patches(patches, 2), x)
+    with pytest.raises(ValueError, match="patch 2 must divide"):
+        DPDiffusion(image_shape=(10, 9, 1), patch=2, width=4)
+
+
+def test_public_pretraining_fits_the_denoiser_and_takes_no_dp_step():
+    """Pretraining on public images lowers the denoising loss, moves the weights, leaves the DP step count at 0 (so
+    the accounting sees none of it) and starts the moving average from its result."""
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    model = DPDiffusion(image_shape=(8, 8, 1), multiplicity=1, width=8, num_classes=10, seed=2)
+    before = [w.numpy().copy() for w in model.network.weights]
+    losses = model.pretrain(digits.images[..., None] / 16.0, digits.target, epochs=3, batch_size=64)
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert int(model.dp_steps.numpy()) == 0
+    assert max(float(np.abs(w.numpy() - b).max()) for w, b in zip(model.network.weights, before)) > 1e-3
+    for average, weight in zip(model.average.weights, model.network.weights):
+        np.testing.assert_array_equal(average.numpy(), weight.numpy())
+    with pytest.raises(ValueError, match="public images have shape"):
+        model.pretrain(np.zeros((4, 28, 28, 1), "float32"), epochs=1)
+
+
+def test_public_images_sit_in_the_private_frame_and_must_match_its_channels():
+    """The digits in a 28x28 frame: resized into the central 20x20 box, as MNIST's digits; other channels refused."""
+    from tfdpgen.data.images import public_images
+    public = public_images("digits", (28, 28, 1), "mnist")
+    assert public.images.shape == (1797, 28, 28, 1) and public.labels.max() == 9
+    assert public.images[:, :4].max() == 0 and public.images[:, 24:].max() == 0 and public.images[:, 4:24].max() > 0.9
+    with pytest.raises(DataError, match="1 channel"):
+        public_images("digits", (32, 32, 3), "cifar10")
+
+
+def test_a_pretrained_dp_run_counts_only_its_dp_steps(tmp_path, shared_data):
+    """A diffusion run on MNIST pretrained on the public digits: privacy.json names the pretraining, and its epsilon is
+    that of its DP steps alone, computed here with dp_accounting (the pretraining's steps are not among them)."""
+    import dp_accounting
+    output = train_run(model="diffusion", dataset="mnist", data_dir=str(shared_data / "mnist"), pretrain="digits",
+                       pretrain_epochs=1, epochs=1, batch_size=4000, noise_multiplier=1.0, holdout=2000,
+                       holdout_order="tail", output=str(tmp_path / "run"), seed=0, verbose=0)
+    with open(os.path.join(output, "privacy.json")) as f:
+        report = json.load(f)
+    assert report["public_pretraining"]["dataset"] == "digits" and report["public_pretraining"]["epochs"] == 1
+    assert report["steps"] == 2
+    accountant = dp_accounting.rdp.RdpAccountant()
+    accountant.compose(dp_accounting.PoissonSampledDpEvent(0.5, dp_accounting.GaussianDpEvent(1.0)), 2)
+    assert report["epsilon"] == pytest.approx(accountant.get_epsilon(report["delta"]), rel=1e-6)
+    with open(os.path.join(output, "run.json")) as f:
+        assert json.load(f)["pretrain"] == {"dataset": "digits", "epochs": 1}

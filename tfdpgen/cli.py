@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tfdpgen.merf_training import DEFAULT_FIT_STEPS, DEFAULT_FREQUENCIES
     from tfdpgen.privacy.optimizers import OPTIMIZERS
     from tfdpgen.strategies import STRATEGIES
-    from tfdpgen.training import DEFAULT_EPSILON, DEFAULTS, MODELS, RECIPES, RECIPES_28X28
+    from tfdpgen.training import DEFAULT_EPSILON, DEFAULTS, MODELS, PRETRAIN_EPOCHS, RECIPES, RECIPES_28X28
 
     def per_model(setting):
         """'default per model: vae 256, others 64' for a setting of the recipes (training.RECIPES)."""
@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--discriminator-steps", type=int,
                        help="gan, cgan, tabgan: DP discriminator steps per generator step (the DP-GAN recipe; the "
                             "generator's steps cost no privacy); default: the family's recipe")
+    train.add_argument("--pretrain", choices=DATASETS,
+                       help="diffusion: first fit the denoiser to this PUBLIC image set without DP (no private "
+                            "record, no privacy spent; e.g. digits for mnist), then train with DP from there")
+    train.add_argument("--pretrain-epochs", type=int,
+                       help=f"with --pretrain: epochs over the public images (default {PRETRAIN_EPOCHS})")
     train.add_argument("--components", type=int,
                        help=f"marginal: components of the mixture of products (default {DEFAULT_COMPONENTS})")
     train.add_argument("--bins", type=int, help="marginal: equal bins per numeric column over its declared bounds "
@@ -248,6 +253,7 @@ def main(argv=None) -> int:
                       dp2_learning_rate=args.dp2_learning_rate, schema=args.schema, holdout=args.holdout,
                       holdout_order=args.holdout_order, insecure_noise_seed=args.insecure_noise_seed,
                       verbose=0 if args.quiet else 1, discriminator_steps=args.discriminator_steps,
+                      pretrain=args.pretrain, pretrain_epochs=args.pretrain_epochs,
                       marginal={name: value for name, value in (("components", args.components), ("bins", args.bins),
                                                                   ("independence", args.independence))
                                 if value is not None},

@@ -18,7 +18,7 @@ import tensorflow as tf
 from tfdpgen import __version__
 from tfdpgen._compat import TF_PRIVACY_INSTALL, has_tf_privacy
 from tfdpgen.checkpoints import INSECURE_NOISE_WARNING, RunCheckpoint, delete_secrets, load_or_create_secrets
-from tfdpgen.data.images import load_images
+from tfdpgen.data.images import DataError, load_images, public_images
 from tfdpgen.data.sampling import distributed_private_batches, new_seed
 from tfdpgen.evaluation.images import tstr_accuracy
 from tfdpgen.evaluation.plots import save_column_histograms, save_image_grid
@@ -72,9 +72,13 @@ RECIPES = {"vae": {"batch_size": 256, "epochs": 120, "learning_rate": 1e-2},
 # diverged at the digits' 1e-2 on MNIST (train-on-synthetic accuracy 0.13 at epsilon 10). Chosen on public data, the
 # 1,797 scikit-learn digits placed in 28x28 images as MNIST's 20x20 box (1,438 train, 359 held out), latent 4, at
 # epsilon 10: 0.58 at 1e-3, 0.79 at 3e-3, 0.66 at 1e-2 (batch 128 for 60 epochs at 1e-3: 0.54); without noise 0.86.
-# The diffusion model's convolutional denoiser costs about 1.7 s a step at batch 128 on 28x28 (4 noise draws each, 2 CPU
-# cores with oneDNN): batch 128 for 15 epochs (940 steps) is about 30 minutes.
-RECIPES_28X28 = {"vae": {"learning_rate": 3e-3}, "diffusion": {"batch_size": 128, "epochs": 15}}
+# The diffusion model's denoiser costs about 2 s a step for 512 images on 28x28 (2 CPU cores with oneDNN): 30 epochs of
+# the 8,000-image split at batch 512 are 470 steps, about 16 minutes (and --pretrain's 150 epochs of the public digits
+# at batch 128, 2,100 steps, about 18). Spent as batch 512 with one noise draw each (K = 1) rather than batch 128 with
+# K = 4 (DPDM's noise multiplicity), the DP noise on the mean gradient, sigma / B at epsilon 10 and delta 1e-5, falls
+# from 0.0051 to 0.0020 (accountant's calibration for the 8,000-image split; K does not enter it).
+RECIPES_28X28 = {"vae": {"learning_rate": 3e-3},
+                 "diffusion": {"batch_size": 512, "epochs": 30, "network": {"multiplicity": 1}}}
 
 
 def recipe(model: str, record_shape=None) -> dict:
@@ -84,6 +88,10 @@ def recipe(model: str, record_shape=None) -> dict:
         settings.update(RECIPES_28X28.get(model, {}))
     return settings
 
+
+# Families that can fit their private networks to public data before DP training, and the epochs they do by default.
+PRETRAINED_MODELS = ("diffusion",)
+PRETRAIN_EPOCHS = 150
 
 DEFAULT_EPSILON = 3.0
 FINISHED_MARKER = "privacy.json"  # written last: its presence means the run finished
@@ -158,8 +166,10 @@ def release_marginals(network, records, labels, noise_multiplier, noise_key, led
                                                MARGINALS))
 
 
-def build_model(model, data, seed, latent_dim, discriminator_steps=None):
+def build_model(model, data, seed, latent_dim, discriminator_steps=None, network=None):
+    """The family's model for `data`; `network`: constructor settings from its recipe (RECIPES_28X28)."""
     kwargs = {"seed": seed} if latent_dim is None else {"seed": seed, "latent_dim": latent_dim}
+    kwargs.update(network or {})
     if discriminator_steps is not None:
         kwargs["discriminator_steps"] = discriminator_steps
     if model in TABLE_MODELS:
@@ -264,6 +274,9 @@ def load_trained(run_dir: str):
             kwargs["num_classes"] = metadata["num_classes"]
         if family == "diffusion":
             kwargs.pop("latent_dim")
+            # the denoiser as it was trained (runs from before 2x2 patches have none: patch 1)
+            kwargs.update({key: metadata[key] for key in ("multiplicity", "sample_steps", "width", "guidance")
+                           if key in metadata}, patch=metadata.get("patch", 1))
         if family == "merf":
             kwargs.update({key: metadata[key] for key in ("frequencies", "bandwidth", "feature_seed")})
     network = MODELS[family](**kwargs)
@@ -279,7 +292,8 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
               learning_rate=None, latent_dim=None, output=None, seed=None, strategy="default", devices=None,
               checkpoint_every=100, engine="fast", clipping="fixed", target_quantile=0.5, dp2_delay=100,
               dp2_learning_rate=None, schema=None, holdout=0.2, holdout_order="random", insecure_noise_seed=None,
-              verbose=1, marginal=None, discriminator_steps=None, merf=None) -> str:
+              verbose=1, marginal=None, discriminator_steps=None, merf=None, pretrain=None,
+              pretrain_epochs=None) -> str:
     """Train a DP generator into `output`, or resume the unfinished run there. Returns the run directory.
 
     `holdout` of the records (a fraction, or a count; a random subset, or the last ones with holdout_order="tail")
@@ -344,7 +358,17 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
     if epsilon is None and noise_multiplier is None:
         epsilon = DEFAULT_EPSILON
     dataset = dataset or DEFAULT_DATASETS.get(model, "digits")
+    if pretrain is None and pretrain_epochs is not None:
+        raise ValueError("--pretrain-epochs is a setting of --pretrain: name the public data set too.")
+    if pretrain is not None and model not in PRETRAINED_MODELS:
+        raise ValueError(f"--pretrain is available for {', '.join(PRETRAINED_MODELS)}, not {model}.")
+    if pretrain_epochs is not None and not (isinstance(pretrain_epochs, int) and pretrain_epochs >= 1):
+        raise ValueError(f"--pretrain-epochs must be a whole number of at least 1, got {pretrain_epochs!r}.")
     records, labels, data = load_data(model, dataset, data_dir, schema, frame)
+    public = None if pretrain is None else public_images(pretrain, records.shape[1:], dataset)
+    if public is not None and public.labels.max() > labels.max():
+        raise DataError(f"--pretrain {pretrain} has labels up to {public.labels.max()}, the private data up to "
+                        f"{labels.max()}: its classes must be the private data's.")
     defaults = recipe(model, records.shape[1:])
     learning_rate = defaults["learning_rate"] if learning_rate is None else learning_rate
     epochs = defaults["epochs"] if epochs is None else epochs
@@ -369,6 +393,11 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
               "insecure_noise_seed_given": insecure_noise_seed is not None}
     if discriminator_steps is not None:
         config["discriminator_steps"] = discriminator_steps
+    if "network" in defaults:
+        config["network"] = defaults["network"]
+    if pretrain is not None:
+        pretrain_epochs = PRETRAIN_EPOCHS if pretrain_epochs is None else pretrain_epochs
+        config["pretrain"] = {"dataset": pretrain, "epochs": pretrain_epochs}
     output = output or default_output(model, dataset)
     resuming = check_output_dir(output, config)
     distribution = make_strategy(strategy, devices)
@@ -382,7 +411,7 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
     tf.keras.utils.set_random_seed(new_seed() % 2**31 if seed is None else seed)
     tf.config.experimental.enable_op_determinism()
     with distribution.scope():
-        network = build_model(model, data, seed, latent_dim, discriminator_steps)
+        network = build_model(model, data, seed, latent_dim, discriminator_steps, defaults.get("network"))
     settings = PrivacySettings(dataset_size=len(records), batch_size=batch_size, epochs=epochs,
                                l2_norm_clip=l2_norm_clip, noise_multiplier=noise_multiplier, target_epsilon=epsilon,
                                delta=delta, sampling=sampling, accountant=accountant, clipping=clipping,
@@ -409,8 +438,14 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
                           record_only=resuming)  # a resumed run has them in its checkpoint
     checkpoint = RunCheckpoint(os.path.join(output, "checkpoints"), network, checkpoint_every)
     if resuming:
-        checkpoint.restore_latest()
+        checkpoint.restore_latest()  # with the public pretraining, if any, inside
     else:
+        if public is not None:  # no private record, no privacy spent: before DP step 0
+            if verbose:
+                print(f"pretraining on {len(public.images)} public {pretrain} images, {pretrain_epochs} epochs, "
+                      "without DP")
+            network.pretrain(public.images, public.labels, pretrain_epochs, learning_rate=learning_rate,
+                             seed=0 if seed is None else seed, verbose=verbose)
         checkpoint.save()  # step 0: from here on, a run directory always has a checkpoint to resume from
     total = settings.steps
     if settings.target_epsilon is not None:
@@ -435,6 +470,8 @@ def train_run(model="vae", dataset=None, data_dir=None, epsilon=None, delta=None
     report = network.privacy_report()
     if ledger.releases:
         report["releases"] = ledger.to_list()
+    if pretrain is not None:
+        report["public_pretraining"] = {**config["pretrain"], "privacy_cost": "none: public data, no private record"}
     finish_run(output, network, model, dataset, report, privacy_statement(settings, report["steps"]), verbose,
                insecure_noise_seed is not None)
     if verbose and model in CONDITIONAL_IMAGE_MODELS and len(held_out_records[0]) >= 20:
@@ -468,7 +505,7 @@ def finish_run(output, network, model, dataset, report, statement, verbose=1, in
         metadata["image_shape"] = list(network.image_shape)
     if model == "marginal":
         metadata.update(components=network.components, bins=network.bins)
-    if model == "merf":
+    if model in ("merf", "diffusion"):  # what rebuilds the network (load_trained)
         metadata.update(network.get_config())
     partial = os.path.join(output, "saved_model", ".1.partial")
     final = os.path.join(output, "saved_model", "1")

@@ -104,3 +104,25 @@ def validate_images(images: np.ndarray, expected_shape=None) -> None:
                         "divide uint8 images by 255.")
     if expected_shape is not None and tuple(images.shape[1:]) != tuple(expected_shape):
         raise DataError(f"images have shape {tuple(images.shape[1:])} but the model expects {tuple(expected_shape)}.")
+
+
+def public_images(name: str, shape, private_dataset: str) -> ImageData:
+    """A public image set for pretraining, in the private images' `shape` [H, W, C]: smaller images are resized into
+    the central 5/7 of the frame (as MNIST's digits sit in a 20x20 box of 28x28), others resized to the frame."""
+    if name == private_dataset:
+        raise DataError(f"--pretrain {name} is the data set being trained on privately: pretraining must use public "
+                        f"data that holds no private record (for example --pretrain digits for mnist).")
+    data = load_images(name)
+    height, width, channels = (int(size) for size in shape)
+    if data.images.shape[-1] != channels:
+        raise DataError(f"--pretrain {name} has {data.images.shape[-1]} channel(s), the private images {channels}: "
+                        "choose a public set with the same channels.")
+    import tensorflow as tf
+    if data.images.shape[1] < height and data.images.shape[2] < width:
+        inner = (round(height * 5 / 7), round(width * 5 / 7))
+        resized = tf.image.resize(data.images, inner, method="bilinear").numpy()
+        top, left = (height - inner[0]) // 2, (width - inner[1]) // 2
+        images = np.pad(resized, ((0, 0), (top, height - inner[0] - top), (left, width - inner[1] - left), (0, 0)))
+    else:
+        images = tf.image.resize(data.images, (height, width), method="bilinear").numpy()
+    return ImageData(np.clip(images, 0, 1).astype(np.float32), data.labels, name, data.num_classes)

@@ -18,11 +18,14 @@ for a tenth of the examples in training, so one network learns p(x | y)
 and p(x); sampling uses classifier-free guidance (Ho and Salimans 2022), D = (1 + w) D(y | label) - w D(y), w =
 `guidance`. Samples come from an exponential moving average of the denoiser's weights (DPDM's EMA, 0.999, with the
 usual warm-up min(0.999, (1 + t) / (10 + t)) at step t): post-processing of the DP-trained weights, no privacy cost.
-The network F is a small convolutional U-Net (models/unet.py; `width` channels at full resolution: about 0.1M
-parameters at the default 16, 0.4M at 32), as DPDM's denoiser is convolutional: an MLP through a few hundred hidden
-units cannot write the per-pixel correction a denoiser needs at low noise levels (on MNIST it drew the right digits on
-salt-and-pepper speckle: train-on-synthetic accuracy 0.10 without DP). Sized for 2 CPU cores: width 16 and K = 4 by
-default (DPDM's networks are far wider and its K 32; raise both on an accelerator).
+The network F is a small convolutional U-Net (models/unet.py), as DPDM's denoiser is convolutional: an MLP through a
+few hundred hidden units cannot write the per-pixel correction a denoiser needs at low noise levels (on MNIST it drew
+the right digits on salt-and-pepper speckle: train-on-synthetic accuracy 0.10 without DP). On images of 16 pixels a
+side or more it works on 2x2 patches (`patch` 2, as DiT's patch 2) with `width` 32 at the first level: the same compute
+a step as the full-resolution U-Net of width 16 (about 2 s at batch 128 x K 4 on 28x28, 2 CPU cores), but 0.42M
+parameters instead of 0.11M, spent at 14x14, 7x7 and 4x4, where a digit's whole shape is in view (the full-resolution
+net drew stroke fragments with no digit's shape on MNIST: 0.505 without DP). Smaller images keep patch 1 and width 16.
+Sized for 2 CPU cores: DPDM's networks are far wider and its K 32; raise both on an accelerator.
 """
 import math
 
@@ -66,15 +69,21 @@ def sampling_sigmas(steps):
 class DPDiffusion(DPGenerativeModel):
     metric_names = ("loss",)
 
-    def __init__(self, image_shape=(8, 8, 1), multiplicity: int = 4, sample_steps: int = 30, width: int = 16,
-                 num_classes: int = None, guidance: float = 1.0, label_dropout: float = 0.1, seed: int = None,
-                 **kwargs):
+    def __init__(self, image_shape=(8, 8, 1), multiplicity: int = 4, sample_steps: int = 30, width: int = None,
+                 num_classes: int = None, guidance: float = 1.0, label_dropout: float = 0.1, patch: int = None,
+                 seed: int = None, **kwargs):
         self.image_shape = tuple(int(size) for size in image_shape)
         size = int(np.prod(self.image_shape))
         super().__init__(latent_dim=size, seed=seed, **kwargs)
         if multiplicity < 1 or sample_steps < 2:
             raise ValueError("multiplicity must be >= 1 and sample_steps >= 2.")
-        self.multiplicity, self.sample_steps, self.width = multiplicity, sample_steps, width
+        sides = self.image_shape[:2]
+        if patch is None:  # 2x2 patches on images of 16 pixels a side or more
+            patch = 2 if all(side >= 16 and side % 2 == 0 for side in sides) else 1
+        width = 16 * patch if width is None else width
+        if any(side % patch for side in sides):
+            raise ValueError(f"patch {patch} must divide the image's height and width {sides}.")
+        self.multiplicity, self.sample_steps, self.width, self.patch = multiplicity, sample_steps, width, patch
         self.num_classes, self.guidance, self.label_dropout = num_classes, guidance, label_dropout
         self.network = self.built_denoiser("denoiser")
         self.average = self.built_denoiser("averaged_denoiser")
@@ -83,7 +92,7 @@ class DPDiffusion(DPGenerativeModel):
             average.assign(weight)
 
     def built_denoiser(self, name):
-        network = UNet(self.image_shape[-1], self.width, name=name)
+        network = UNet(self.image_shape[-1], self.width, self.patch, name=name)
         network(tf.zeros([1, 1, *self.image_shape]), tf.zeros([1, 1, NOISE_FEATURES + (self.num_classes or 0)]))
         return network
 
@@ -107,19 +116,60 @@ class DPDiffusion(DPGenerativeModel):
         return (network or self.network).forward(pixels_times(c_in, noisy), tf.concat(conditioning, -1), run)
 
     def per_example_terms(self, x, y, training):
+        return {"loss": self.denoising_losses(x, y, self.step_seed, lambda layer, inputs: self.run(layer, inputs,
+                                                                                                  training))}
+
+    def denoising_losses(self, x, y, seed, run=None):
+        """Each example's loss, the mean over its K draws [B]; `seed(salt)`: the stateless seed of each draw's kind."""
         batch, k = tf.shape(x)[0], self.multiplicity
         clean = tf.cast(x, tf.float32)[:, None] * 2 - 1  # [B, 1, H, W, C] in [-1, 1]
-        sigma = tf.exp(P_MEAN + P_STD * tf.random.stateless_normal([batch, k], seed=self.step_seed(1)))
-        noisy = clean + pixels_times(sigma, tf.random.stateless_normal([batch, k, *self.image_shape],
-                                                                        seed=self.step_seed(2), alg="philox"))
+        sigma = tf.exp(P_MEAN + P_STD * tf.random.stateless_normal([batch, k], seed=seed(1)))
+        noisy = clean + pixels_times(sigma, tf.random.stateless_normal([batch, k, *self.image_shape], seed=seed(2),
+                                                                        alg="philox"))
         labels = None
         if self.num_classes is not None:  # each record's label, dropped for a share of records (guidance)
-            kept = tf.random.stateless_uniform([batch, 1], seed=self.step_seed(3)) >= self.label_dropout
+            kept = tf.random.stateless_uniform([batch, 1], seed=seed(3)) >= self.label_dropout
             labels = self.one_hot(y) * tf.cast(kept, tf.float32)
-        output = self.network_output(noisy, sigma, labels, lambda layer, inputs: self.run(layer, inputs, training))
+        output = self.network_output(noisy, sigma, labels, run)
         c_skip, c_out = scalings(sigma)
         target = pixels_times(1 / c_out, clean - pixels_times(c_skip, noisy))
-        return {"loss": tf.reduce_mean(tf.reduce_sum(tf.square(output - target), [2, 3, 4]), -1)}  # mean over draws
+        return tf.reduce_mean(tf.reduce_sum(tf.square(output - target), [2, 3, 4]), -1)
+
+    def pretrain(self, images, labels=None, epochs: int = 40, batch_size: int = 128, learning_rate: float = 1e-3,
+                 seed: int = 0, verbose: int = 0):
+        """Fit the denoiser to PUBLIC images without DP (plain Adam, the same loss), before DP training starts; the
+        moving average starts from the result. This reads no private record and spends no privacy: the DP steps,
+        their count and the accounting are untouched (as DP fine-tuning from public pretraining: Ghalebikesabi et
+        al. 2023, "Differentially private diffusion models generate useful synthetic images"). Returns the mean
+        loss of each epoch."""
+        images = np.asarray(images, np.float32)
+        if images.shape[1:] != self.image_shape:
+            raise ValueError(f"public images have shape {images.shape[1:]}, the model's are {self.image_shape}.")
+        labels = np.zeros(len(images), np.int32) if labels is None else np.asarray(labels, np.int32)
+        optimizer = tf.keras.optimizers.Adam(learning_rate)
+        variables = self.network.trainable_variables
+
+        @tf.function
+        def step(x, y, step_seed):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(self.denoising_losses(x, y, lambda salt: step_seed + salt))
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return loss
+
+        order, batch_size = np.random.default_rng(seed), min(batch_size, len(images))
+        losses, count = [], 0
+        for epoch in range(epochs):
+            permutation, total = order.permutation(len(images)), []
+            for start in range(0, len(images) - batch_size + 1, batch_size):  # whole batches only
+                index = permutation[start:start + batch_size]
+                count += 1
+                total.append(float(step(images[index], labels[index], tf.constant([seed, count], tf.int64))))
+            losses.append(float(np.mean(total)))
+            if verbose:
+                print(f"public pretraining epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}")
+        for average, weight in zip(self.average.weights, self.network.weights):
+            average.assign(weight)
+        return losses
 
     def denoise(self, noisy, sigma, labels):
         """D(y; sigma) [B, 1, H, W, C] at one noise level (a scalar), guided when conditional."""
@@ -158,4 +208,4 @@ class DPDiffusion(DPGenerativeModel):
 
     def get_config(self):
         return {"image_shape": self.image_shape, "multiplicity": self.multiplicity, "sample_steps": self.sample_steps,
-                "width": self.width, "num_classes": self.num_classes, "guidance": self.guidance}
+                "width": self.width, "num_classes": self.num_classes, "guidance": self.guidance, "patch": self.patch}

@@ -13,6 +13,26 @@ import tensorflow as tf
 L = tf.keras.layers
 
 
+def to_patches(x, patch):
+    """[..., H, W, C] -> [..., H / patch, W / patch, patch * patch * C] (space to depth on the last three axes)."""
+    shape = tf.shape(x)
+    lead, (h, w, c) = shape[:-3], [x.shape[-3], x.shape[-2], x.shape[-1]]
+    x = tf.reshape(x, tf.concat([lead, [h // patch, patch, w // patch, patch, c]], 0))
+    rank = len(x.shape)
+    x = tf.transpose(x, list(range(rank - 5)) + [rank - 5, rank - 3, rank - 4, rank - 2, rank - 1])
+    return tf.reshape(x, tf.concat([lead, [h // patch, w // patch, patch * patch * c]], 0))
+
+
+def from_patches(x, patch):
+    """The inverse of to_patches."""
+    shape = tf.shape(x)
+    lead, (h, w, c) = shape[:-3], [x.shape[-3], x.shape[-2], x.shape[-1] // (patch * patch)]
+    x = tf.reshape(x, tf.concat([lead, [h, w, patch, patch, c]], 0))
+    rank = len(x.shape)
+    x = tf.transpose(x, list(range(rank - 5)) + [rank - 5, rank - 3, rank - 4, rank - 2, rank - 1])
+    return tf.reshape(x, tf.concat([lead, [h * patch, w * patch, c]], 0))
+
+
 def upsample(x, like):
     """Nearest-neighbour x2 on the two pixel axes before the channels, cropped to `like`'s height and width."""
     x = tf.repeat(tf.repeat(x, 2, axis=-3), 2, axis=-2)
@@ -38,11 +58,13 @@ class ResidualBlock(L.Layer):
 
 class UNet(L.Layer):
     """F(x, conditioning) -> [..., H, W, out_channels] for x [..., H, W, C] and conditioning [..., E] (the leading axes
-    of both alike). `width` channels at full resolution, twice that at half and quarter resolution."""
+    of both alike). `width` channels at the first resolution, twice that at half and quarter of it. With `patch` p > 1
+    the network works on p x p patches (space to depth, as DiT's patch 2): the first resolution is the image's / p,
+    so its compute goes to the coarse levels, whose receptive field spans the whole digit."""
 
-    def __init__(self, out_channels, width=32, **kwargs):
+    def __init__(self, out_channels, width=32, patch=1, **kwargs):
         super().__init__(**kwargs)
-        self.out_channels, self.width = out_channels, width
+        self.out_channels, self.width, self.patch = out_channels, width, patch
         self.embed = L.Dense(4 * width, activation="swish")
         self.stem = L.Conv2D(width, 3, padding="same")
         self.down_blocks = [ResidualBlock(width, width), ResidualBlock(2 * width, 2 * width),
@@ -50,12 +72,12 @@ class UNet(L.Layer):
         self.downsamplers = [L.Conv2D(2 * width, 3, strides=2, padding="same") for _ in range(2)]
         # the up blocks read the upsampled features beside the skip connection's
         self.up_blocks = [ResidualBlock(4 * width, 2 * width), ResidualBlock(3 * width, width)]
-        self.head = L.Conv2D(out_channels, 3, padding="same")
+        self.head = L.Conv2D(out_channels * patch * patch, 3, padding="same")
 
     def forward(self, x, conditioning, run):
         """The pass with every layer called through `run(layer, inputs)` (the fast engine's recorder in training)."""
         embedding = run(self.embed, conditioning)
-        h = run(self.stem, x)
+        h = run(self.stem, to_patches(x, self.patch) if self.patch > 1 else x)
         skips = []
         for block, downsampler in zip(self.down_blocks, self.downsamplers + [None]):
             h = block.forward(h, embedding, run)
@@ -64,7 +86,8 @@ class UNet(L.Layer):
                 h = run(downsampler, h)
         for block, skip in zip(self.up_blocks, reversed(skips)):
             h = block.forward(tf.concat([upsample(h, skip), skip], -1), embedding, run)
-        return run(self.head, tf.nn.swish(h))
+        out = run(self.head, tf.nn.swish(h))
+        return from_patches(out, self.patch) if self.patch > 1 else out
 
     def call(self, x, conditioning):
         return self.forward(x, conditioning, lambda layer, inputs: layer(inputs))
