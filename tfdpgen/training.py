@@ -24,7 +24,7 @@ from tfdpgen.evaluation.images import tstr_accuracy
 from tfdpgen.evaluation.plots import save_column_histograms, save_image_grid
 from tfdpgen.export.saved_model import export_sampler
 from tfdpgen.data.tables import DATAFRAME, TableSchema, is_frame, load_table
-from tfdpgen.models.diffusion import DPDiffusion
+from tfdpgen.models.diffusion import PRETRAIN_EPOCHS, DPDiffusion
 from tfdpgen.models.gan import DPGAN
 from tfdpgen.models.marginal import DPMarginalTable
 from tfdpgen.models.merf import DPMERF
@@ -89,9 +89,8 @@ def recipe(model: str, record_shape=None) -> dict:
     return settings
 
 
-# Families that can fit their private networks to public data before DP training, and the epochs they do by default.
+# Families that can fit their private networks to public data before DP training (PRETRAIN_EPOCHS by default).
 PRETRAINED_MODELS = ("diffusion",)
-PRETRAIN_EPOCHS = 150
 
 DEFAULT_EPSILON = 3.0
 FINISHED_MARKER = "privacy.json"  # written last: its presence means the run finished

@@ -38,6 +38,7 @@ from tfdpgen.models.unet import UNet
 SIGMA_DATA, P_MEAN, P_STD = 0.5, -1.2, 1.2
 SIGMA_MIN, SIGMA_MAX, RHO = 0.002, 80.0, 7.0
 EMA_DECAY = 0.999
+PRETRAIN_EPOCHS = 150  # over the public images (pretrain), where none are given
 NOISE_FEATURES = 32
 
 
@@ -135,8 +136,8 @@ class DPDiffusion(DPGenerativeModel):
         target = pixels_times(1 / c_out, clean - pixels_times(c_skip, noisy))
         return tf.reduce_mean(tf.reduce_sum(tf.square(output - target), [2, 3, 4]), -1)
 
-    def pretrain(self, images, labels=None, epochs: int = 40, batch_size: int = 128, learning_rate: float = 1e-3,
-                 seed: int = 0, verbose: int = 0):
+    def pretrain(self, images, labels=None, epochs: int = PRETRAIN_EPOCHS, batch_size: int = 128,
+                 learning_rate: float = 1e-3, seed: int = 0, verbose: int = 0):
         """Fit the denoiser to PUBLIC images without DP (plain Adam, the same loss), before DP training starts; the
         moving average starts from the result. This reads no private record and spends no privacy: the DP steps,
         their count and the accounting are untouched (as DP fine-tuning from public pretraining: Ghalebikesabi et

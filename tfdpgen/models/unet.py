@@ -15,22 +15,19 @@ L = tf.keras.layers
 
 def to_patches(x, patch):
     """[..., H, W, C] -> [..., H / patch, W / patch, patch * patch * C] (space to depth on the last three axes)."""
-    shape = tf.shape(x)
-    lead, (h, w, c) = shape[:-3], [x.shape[-3], x.shape[-2], x.shape[-1]]
-    x = tf.reshape(x, tf.concat([lead, [h // patch, patch, w // patch, patch, c]], 0))
-    rank = len(x.shape)
-    x = tf.transpose(x, list(range(rank - 5)) + [rank - 5, rank - 3, rank - 4, rank - 2, rank - 1])
-    return tf.reshape(x, tf.concat([lead, [h // patch, w // patch, patch * patch * c]], 0))
+    return on_images(x, lambda images: tf.nn.space_to_depth(images, patch))
 
 
 def from_patches(x, patch):
     """The inverse of to_patches."""
-    shape = tf.shape(x)
-    lead, (h, w, c) = shape[:-3], [x.shape[-3], x.shape[-2], x.shape[-1] // (patch * patch)]
-    x = tf.reshape(x, tf.concat([lead, [h, w, patch, patch, c]], 0))
-    rank = len(x.shape)
-    x = tf.transpose(x, list(range(rank - 5)) + [rank - 5, rank - 3, rank - 4, rank - 2, rank - 1])
-    return tf.reshape(x, tf.concat([lead, [h * patch, w * patch, c]], 0))
+    return on_images(x, lambda images: tf.nn.depth_to_space(images, patch))
+
+
+def on_images(x, op):
+    """op on [N, H, W, C] images, for x with any leading axes (merged into N, then restored)."""
+    lead = tf.shape(x)[:-3]
+    out = op(tf.reshape(x, tf.concat([[-1], tf.shape(x)[-3:]], 0)))
+    return tf.reshape(out, tf.concat([lead, tf.shape(out)[1:]], 0))
 
 
 def upsample(x, like):
