@@ -44,6 +44,8 @@ from tfdpgen.training import load_trained, train_run  # noqa: E402
 
 IMAGE_FAMILIES = ("vae", "cgan", "diffusion", "sinkhorn", "merf")
 TSTR_SAMPLES = 10_000
+# What the pictures show of a family where it is not its recipe: the settings the README recommends for it.
+SHOWN = {"diffusion": {"pretrain": "digits"}}
 DPSGD = {"batch_size": 256, "epochs": 10, "learning_rate": 2.0}  # dp2_convergence.py's DP-SGD: 0.920 at epsilon 3
 
 
@@ -141,6 +143,11 @@ def setting_label(epsilon):
     return "no DP" if epsilon is None else f"{epsilon:g}"
 
 
+def shown(row) -> bool:
+    """Whether a row is of the configuration the pictures show for its family: its recipe, or SHOWN's settings."""
+    return (row.get("settings") or {}) == SHOWN.get(row["family"], {})
+
+
 def plot(rows, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -149,9 +156,10 @@ def plot(rows, path):
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for family in IMAGE_FAMILIES:
         means = [np.mean([r["tstr_accuracy"] for r in rows if r["family"] == family and r["target_epsilon"] == eps
-                          and not r.get("settings")] or [np.nan]) for eps in settings]
+                          and shown(r)] or [np.nan]) for eps in settings]
         if not np.all(np.isnan(means)):
-            ax.plot([setting_label(e) for e in settings], means, marker="o", label=family)
+            label = family + (f" ({variant({'settings': SHOWN[family]})})" if family in SHOWN else "")
+            ax.plot([setting_label(e) for e in settings], means, marker="o", label=label)
     reference = [np.mean([r["real_accuracy"] for r in rows if r["family"] == "dpsgd" and r["target_epsilon"] == eps]
                          or [np.nan]) for eps in settings]
     ax.plot([setting_label(e) for e in settings], reference, "k--", marker="s", label="DP-SGD on real images")
@@ -170,15 +178,16 @@ def samples_figure(rows, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    shown = [r for r in rows if r["target_epsilon"] == 10.0 and r.get("samples") and not r.get("settings")]
-    shown = [min((r for r in shown if r["family"] == family), key=lambda r: r["seed"])
-             for family in IMAGE_FAMILIES if any(r["family"] == family for r in shown)]
-    if not shown:
+    kept = [r for r in rows if r["target_epsilon"] == 10.0 and r.get("samples") and shown(r)]
+    kept = [min((r for r in kept if r["family"] == family), key=lambda r: r["seed"])
+            for family in IMAGE_FAMILIES if any(r["family"] == family for r in kept)]
+    if not kept:
         return
-    fig, axes = plt.subplots(len(shown), 1, figsize=(6, 5.2 * len(shown)), squeeze=False)
-    for ax, row in zip(axes[:, 0], shown):
+    fig, axes = plt.subplots(len(kept), 1, figsize=(6, 5.2 * len(kept)), squeeze=False)
+    for ax, row in zip(axes[:, 0], kept):
         ax.imshow(plt.imread(os.path.join(os.path.dirname(path), row["samples"])))
-        ax.set_title(f"{row['family']}, epsilon 10: TSTR {row['tstr_accuracy']:.3f}", fontsize=11)
+        name = row["family"] + (f" ({variant(row)})" if variant(row) else "")
+        ax.set_title(f"{name}, epsilon 10: TSTR {row['tstr_accuracy']:.3f}", fontsize=11)
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
