@@ -118,6 +118,26 @@ def test_sinkhorn_releases_a_clipped_gradient_of_the_generated_batch(family):
     assert norms[1e4] > 2 * 0.01 / BATCH
 
 
+def test_sinkhorn_repulsion_weights_only_the_data_free_self_term():
+    """The self-term's weight changes the generator's update, never the release: the released gradient with respect to
+    the generated batch is the same at repulsion 1 and 4, and the self-term's gradient is 4 times as large."""
+    x, y = outlier_batch("sinkhorn")
+    released, spreading = [], []
+    for weight in (1.0, 4.0):
+        tf.keras.utils.set_random_seed(0)
+        model = DPSinkhorn(image_shape=(8, 8, 1), latent_dim=8, num_classes=10, seed=5, repulsion=weight)
+        compile_sgd(model, clip=0.01)
+        fake = model.fake_batch(False)
+        released.append(model.private_fake_gradient(tf.constant(x), None, fake, labels=tf.constant(y))[0].numpy())
+        with tf.GradientTape() as tape:
+            tape.watch(fake)
+            term = model.self_term(fake)
+        spreading.append(tape.gradient(term, fake).numpy())
+    np.testing.assert_allclose(released[1], released[0], rtol=1e-6, atol=1e-9)
+    assert np.abs(spreading[0]).max() > 0
+    np.testing.assert_allclose(spreading[1], 4 * spreading[0], rtol=1e-5, atol=1e-9)
+
+
 @pytest.mark.parametrize("family", ["gan", "cgan", "tabgan"])
 def test_generator_step_never_reads_the_real_batch(family):
     """Discriminator frozen (learning rate 0, no noise): the generator's update is the same for two different real

@@ -25,6 +25,16 @@ default: each real point pulls almost only its nearest generated points. At 0.05
 generated points, which drifted to blurred class means (chosen on public data, the scikit-learn digits placed in 28x28:
 without noise 0.90 -> 0.94 train-on-synthetic accuracy, at epsilon 10 0.63 -> 0.90 with the clip norm at 0.01).
 
+The self-term's weight, `repulsion`, is 4 by default where the Sinkhorn divergence has 1. With the real-to-generated
+side alone, the generated points of a class bunch together: each is pulled toward the mean of the records that find
+it nearest, and the entropic self-term pushes apart only points within a few `epsilon` of each other, so the samples
+varied little within a class (the downstream classifier then sees too few ways of writing each digit). Weighting the
+data-free self-term more spreads them; it costs no privacy (the release above is unchanged). Chosen on public data,
+the scikit-learn digits placed in 28x28 (1,438 trained, 359 held out, 150 epochs at batch 64): train-on-synthetic
+accuracy without noise 0.841 at weight 1, 0.886 at 2, 0.905 at 4 and 8; at epsilon 10 0.844 at 1, 0.866 at 2
+(see the README for 4). Drawing 4 generated points per record instead lifted it without noise (0.922) but cost it at
+epsilon 10 (0.783: the noise of 4B rows reaches the generator) and is not done.
+
 With `num_classes` it is class-conditional, as DP-Sinkhorn's conditional variant: the generator reads a one-hot label
 beside z, the generated batch takes a fixed, balanced set of labels (drawn from no record), and every point, real or
 generated, is its flattened image beside a scaled one-hot of its label, so the cost adds `label_cost` (in mean squared
@@ -79,12 +89,13 @@ class DPSinkhorn(DPGenerativeModel):
     metric_names = ("loss",)
 
     def __init__(self, image_shape=(8, 8, 1), latent_dim: int = 32, epsilon: float = 0.005, num_classes: int = None,
-                 label_cost: float = 1.0, seed: int = None, **kwargs):
+                 label_cost: float = 1.0, seed: int = None, repulsion: float = 4.0, **kwargs):
         image_shape = tuple(int(size) for size in image_shape)
         if image_shape not in SHAPES:
             raise DataError(f"DPSinkhorn supports image shapes {list(SHAPES)}, got {image_shape}.")
         super().__init__(latent_dim=latent_dim, seed=seed, **kwargs)
         self.image_shape, self.epsilon, self.num_classes = image_shape, epsilon, num_classes
+        self.repulsion = repulsion
         pixels = 1
         for size in image_shape:
             pixels *= size
@@ -128,7 +139,8 @@ class DPSinkhorn(DPGenerativeModel):
 
     def self_term(self, fake):
         points = self.points(fake, self.fake_labels())
-        return 0.5 * self.privacy.batch_size * tf.reduce_mean(soft_min_cost(points, points, self.epsilon))
+        return 0.5 * self.repulsion * self.privacy.batch_size * tf.reduce_mean(
+            soft_min_cost(points, points, self.epsilon))
 
     def private_fake_gradient(self, x, weights, fake, clip=None, labels=None):
         """The released gradient with respect to the generated batch: (sum_i clip(d l_i / dY, C) + noise) / B, this
@@ -176,4 +188,4 @@ class DPSinkhorn(DPGenerativeModel):
 
     def get_config(self):
         return {"image_shape": self.image_shape, "latent_dim": self.latent_dim, "epsilon": self.epsilon,
-                "num_classes": self.num_classes}
+                "num_classes": self.num_classes, "repulsion": self.repulsion}
