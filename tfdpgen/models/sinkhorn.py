@@ -5,17 +5,18 @@ samples is privatized.
 What is privatized, exactly. For a real batch X (Poisson-sampled, expected size B) and a generated batch Y = G(Z) of
 B samples (Z drawn without reading data), the loss is
 
-    L(X, Y) = sum_i l_i(Y) - B/2 * S(Y, Y),     l_i(Y) = -eps * log( (1/B) sum_j exp(-c(x_i, y_j) / eps) ),
+    L(X, Y) = sum_i l_i(Y) - r * B/2 * S(Y, Y),     l_i(Y) = -eps * log( (1/B) sum_j exp(-c(x_i, y_j) / eps) ),
 
 with c the mean squared distance and S(Y, Y) = mean_j of the same soft-minimum from y_j to Y: l_i is the real
 point's entropic-OT dual potential after one Sinkhorn half-step from uniform potentials (the real-to-generated side of
 the Sinkhorn divergence, each real point pulled to its soft-nearest generated points), and the S(Y, Y) term is the
-debiasing self-term (it spreads the generated points). The only quantity that reads private records is the gradient
-G_X = sum_i d l_i / dY, a [B, D] tensor. Each l_i depends on x_i alone (and on Y), so each record's contribution
-d l_i / dY is clipped to norm C, the contributions are summed and Gaussian noise N(0, sigma^2 C^2) is added, through the
-same DP step as every family (privacy.gradients, divided by B): adding or removing one record changes the clipped sum
-by at most C, which is the Poisson-subsampled Gaussian mechanism the accountant composes. Everything after the release
-(adding the data-free self-term's gradient and back-propagating through G) is post-processing.
+debiasing self-term (it spreads the generated points), weighted by r = `repulsion` (below). The only quantity that
+reads private records is the gradient G_X = sum_i d l_i / dY, a [B, D] tensor. Each l_i depends on x_i alone (and on
+Y), so each record's contribution d l_i / dY is clipped to norm C, the contributions are summed and Gaussian noise
+N(0, sigma^2 C^2) is added, through the same DP step as every family (privacy.gradients, divided by B): adding or
+removing one record changes the clipped sum by at most C, which is the Poisson-subsampled Gaussian mechanism the
+accountant composes. Everything after the release (adding the data-free self-term's gradient and back-propagating
+through G) is post-processing.
 
 Unlike the full Sinkhorn divergence, the generated-to-real direction and further Sinkhorn iterations (whose potentials
 couple all real records, so one record would move every term) are left out: they have no per-record decomposition.
@@ -30,10 +31,12 @@ side alone, the generated points of a class bunch together: each is pulled towar
 it nearest, and the entropic self-term pushes apart only points within a few `epsilon` of each other, so the samples
 varied little within a class (the downstream classifier then sees too few ways of writing each digit). Weighting the
 data-free self-term more spreads them; it costs no privacy (the release above is unchanged). Chosen on public data,
-the scikit-learn digits placed in 28x28 (1,438 trained, 359 held out, 150 epochs at batch 64): train-on-synthetic
-accuracy without noise 0.841 at weight 1, 0.886 at 2, 0.905 at 4 and 8; at epsilon 10 0.844 at 1, 0.866 at 2
-(see the README for 4). Drawing 4 generated points per record instead lifted it without noise (0.922) but cost it at
-epsilon 10 (0.783: the noise of 4B rows reaches the generator) and is not done.
+the scikit-learn digits placed in 28x28 (1,438 trained, 359 held out, 150 epochs at batch 64), by train-on-synthetic
+accuracy: without noise 0.841 and 0.861 (two seeds) at weight 1, 0.886 and 0.883 at 2, 0.905 and 0.894 at 4, 0.905
+at 8; on the 8x8 digits at epsilon 3 (the default run) 0.894 and 0.872 at 1, 0.911 and 0.944 at 4. What it costs:
+on the 28x28 digits at epsilon 10 (three seeds) 0.844, 0.861 and 0.889 at 1, 0.866, 0.855 and 0.847 at 2, 0.819 and
+0.852 (two seeds) at 4, within the seeds' spread but lower. Drawing 4 generated points per record instead lifted it
+without noise (0.922) but cost it at epsilon 10 (0.783: the noise of 4B rows reaches the generator): not done.
 
 With `num_classes` it is class-conditional, as DP-Sinkhorn's conditional variant: the generator reads a one-hot label
 beside z, the generated batch takes a fixed, balanced set of labels (drawn from no record), and every point, real or
