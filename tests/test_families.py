@@ -136,6 +136,8 @@ def test_sinkhorn_repulsion_weights_only_the_data_free_self_term():
     np.testing.assert_allclose(released[1], released[0], rtol=1e-6, atol=1e-9)
     assert np.abs(spreading[0]).max() > 0
     np.testing.assert_allclose(spreading[1], 4 * spreading[0], rtol=1e-5, atol=1e-9)
+    with pytest.raises(ValueError, match="repulsion"):
+        DPSinkhorn(image_shape=(8, 8, 1), repulsion=-1.0)
 
 
 @pytest.mark.parametrize("family", ["gan", "cgan", "tabgan"])

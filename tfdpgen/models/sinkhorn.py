@@ -96,6 +96,9 @@ class DPSinkhorn(DPGenerativeModel):
         image_shape = tuple(int(size) for size in image_shape)
         if image_shape not in SHAPES:
             raise DataError(f"DPSinkhorn supports image shapes {list(SHAPES)}, got {image_shape}.")
+        if not repulsion >= 0:
+            raise ValueError(f"repulsion weighs the term that spreads the generated points: give a number >= 0 (4 by "
+                             f"default; 0 leaves it out), got {repulsion!r}.")
         super().__init__(latent_dim=latent_dim, seed=seed, **kwargs)
         self.image_shape, self.epsilon, self.num_classes = image_shape, epsilon, num_classes
         self.repulsion = repulsion
