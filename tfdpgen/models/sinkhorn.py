@@ -27,16 +27,17 @@ generated points, which drifted to blurred class means (chosen on public data, t
 without noise 0.90 -> 0.94 train-on-synthetic accuracy, at epsilon 10 0.63 -> 0.90 with the clip norm at 0.01).
 
 The self-term's weight, `repulsion`, is 4 by default where the Sinkhorn divergence has 1. With the real-to-generated
-side alone, the generated points of a class bunch together: each is pulled toward the mean of the records that find
-it nearest, and the entropic self-term pushes apart only points within a few `epsilon` of each other, so the samples
+side alone, the generated points of a class bunch together: each is pulled toward the mean of the records that find it
+nearest, and the entropic self-term pushes apart only points within a few `epsilon` of each other, so the samples
 varied little within a class (the downstream classifier then sees too few ways of writing each digit). Weighting the
-data-free self-term more spreads them; it costs no privacy (the release above is unchanged). Chosen on public data,
-the scikit-learn digits placed in 28x28 (1,438 trained, 359 held out, 150 epochs at batch 64), by train-on-synthetic
-accuracy: without noise 0.841 and 0.861 (two seeds) at weight 1, 0.886 and 0.883 at 2, 0.905 and 0.894 at 4, 0.905
-at 8; on the 8x8 digits at epsilon 3 (the default run) 0.894 and 0.872 at 1, 0.911 and 0.944 at 4. What it costs:
-on the 28x28 digits at epsilon 10 (three seeds) 0.844, 0.861 and 0.889 at 1, 0.866, 0.855 and 0.847 at 2, 0.819 and
-0.852 (two seeds) at 4, within the seeds' spread but lower. Drawing 4 generated points per record instead lifted it
-without noise (0.922) but cost it at epsilon 10 (0.783: the noise of 4B rows reaches the generator): not done.
+data-free self-term more spreads them; it costs no privacy (the release above is unchanged). Chosen on public data, the
+scikit-learn digits placed in 28x28 (1,438 trained, 359 held out, 150 epochs at batch 64), by train-on-synthetic
+accuracy: without noise 0.841 and 0.861 (two seeds) at weight 1, 0.886 and 0.883 at 2, 0.905 and 0.894 at 4, 0.905 at
+8; on the 8x8 digits at epsilon 3 (the default run) 0.894 and 0.872 at 1, 0.911 and 0.944 at 4. Under noise: on the
+28x28 digits at epsilon 10 (three seeds) 0.844, 0.861 and 0.889 at 1, 0.866, 0.855 and 0.847 at 2, 0.819 and 0.852 (two
+seeds) at 4, within the seeds' spread but lower; at epsilon 3 0.797 and 0.696 at 1, 0.816 and 0.794 at 4. Drawing 4
+generated points per record instead lifted it without noise (0.922) but cost it at epsilon 10 (0.783: the noise of 4B
+rows reaches the generator): not done.
 
 With `num_classes` it is class-conditional, as DP-Sinkhorn's conditional variant: the generator reads a one-hot label
 beside z, the generated batch takes a fixed, balanced set of labels (drawn from no record), and every point, real or
