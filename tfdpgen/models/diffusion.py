@@ -89,6 +89,10 @@ class DPDiffusion(DPGenerativeModel):
         self.network = self.built_denoiser("denoiser")
         self.average = self.built_denoiser("averaged_denoiser")
         self.average.trainable = False
+        self.restart_average()
+
+    def restart_average(self):
+        """The moving average starts again from the denoiser's weights (at construction, after public pretraining)."""
         for average, weight in zip(self.average.weights, self.network.weights):
             average.assign(weight)
 
@@ -117,8 +121,8 @@ class DPDiffusion(DPGenerativeModel):
         return (network or self.network).forward(pixels_times(c_in, noisy), tf.concat(conditioning, -1), run)
 
     def per_example_terms(self, x, y, training):
-        return {"loss": self.denoising_losses(x, y, self.step_seed, lambda layer, inputs: self.run(layer, inputs,
-                                                                                                  training))}
+        return {"loss": self.denoising_losses(x, y, self.step_seed,
+                                              lambda layer, inputs: self.run(layer, inputs, training))}
 
     def denoising_losses(self, x, y, seed, run=None):
         """Each example's loss, the mean over its K draws [B]; `seed(salt)`: the stateless seed of each draw's kind."""
@@ -168,8 +172,7 @@ class DPDiffusion(DPGenerativeModel):
             losses.append(float(np.mean(total)))
             if verbose:
                 print(f"public pretraining epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}")
-        for average, weight in zip(self.average.weights, self.network.weights):
-            average.assign(weight)
+        self.restart_average()
         return losses
 
     def denoise(self, noisy, sigma, labels):
