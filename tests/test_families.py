@@ -20,7 +20,7 @@ from tfdpgen.models.gan import DPGAN
 from tfdpgen.models.sinkhorn import DPSinkhorn
 from tfdpgen.models.tabular_gan import DPTableGAN
 from tfdpgen.models.vae import DPVAE
-from tfdpgen.training import train_run
+from tfdpgen.training import load_trained, train_run
 
 BATCH, CLIP, LR = 32, 0.5, 1.0
 
@@ -138,6 +138,8 @@ def test_sinkhorn_repulsion_weights_only_the_data_free_self_term():
     np.testing.assert_allclose(spreading[1], 4 * spreading[0], rtol=1e-5, atol=1e-9)
     with pytest.raises(ValueError, match="repulsion"):
         DPSinkhorn(image_shape=(8, 8, 1), repulsion=-1.0)
+    with pytest.raises(ValueError, match="generator_width"):
+        DPSinkhorn(image_shape=(8, 8, 1), generator_width=0)
 
 
 @pytest.mark.parametrize("family", ["gan", "cgan", "tabgan"])
@@ -215,6 +217,9 @@ def test_image_family_trains_on_digits_and_exports(tmp_path, subprocess_env, cap
         assert out["conditional"] == {"samples": [3, 8, 8, 1]} and "num_classes=10" in out["bad_label"]
     else:
         assert out["signatures"] == ["serving_default"]
+    if family == "sinkhorn":  # its export's metadata rebuilds the wider generator (and holds no entropic "epsilon")
+        model, metadata = load_trained(str(output))
+        assert metadata["generator_width"] == model.generator_width == 2 and "epsilon" not in metadata
 
 
 def test_tabgan_trains_on_a_slice_of_adult_and_exports_readable_columns(tmp_path, shared_data, subprocess_env):

@@ -278,6 +278,8 @@ def load_trained(run_dir: str):
                            if key in metadata}, patch=metadata.get("patch", 1))
         if family == "merf":
             kwargs.update({key: metadata[key] for key in ("frequencies", "bandwidth", "feature_seed")})
+        if family == "sinkhorn":  # runs from before the wider generator have none: width 1
+            kwargs["generator_width"] = metadata.get("generator_width", 1)
     network = MODELS[family](**kwargs)
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if latest is None:
@@ -506,6 +508,8 @@ def finish_run(output, network, model, dataset, report, statement, verbose=1, in
         metadata.update(components=network.components, bins=network.bins)
     if model in ("merf", "diffusion"):  # what rebuilds the network (load_trained)
         metadata.update(network.get_config())
+    if model == "sinkhorn":  # not its whole config: its entropic "epsilon" would read as the privacy budget's
+        metadata["generator_width"] = network.generator_width
     partial = os.path.join(output, "saved_model", ".1.partial")
     final = os.path.join(output, "saved_model", "1")
     for leftover in (partial, final):  # an export of this unfinished run, interrupted before privacy.json
