@@ -1,7 +1,10 @@
 """Run one DP training scenario under a tf.distribute strategy in a fresh process; print its results as JSON.
 
-python strategy_run.py noise|weights|weights_static|weights_adaptive|weights_dp2|gan_steps|diffusion_average REPLICAS      (MirroredStrategy over REPLICAS logical CPU devices; 0: no strategy)
-python strategy_run.py multiworker 1 (with TF_CONFIG set: MultiWorkerMirroredStrategy, one CPU per worker)
+python strategy_run.py noise|weights|weights_static|weights_adaptive|weights_dp2|gan_steps|diffusion_average|
+                       sinkhorn_noise|count_noise REPLICAS
+    (MirroredStrategy over REPLICAS logical CPU devices; 0: no strategy)
+python strategy_run.py multiworker|multiworker_noise 1
+    (with TF_CONFIG set: MultiWorkerMirroredStrategy, one CPU per worker; multiworker_noise: the noise scenario)
 """
 import json
 import os
@@ -13,8 +16,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 mode, replicas = sys.argv[1], int(sys.argv[2])
-if mode == "multiworker":
+if mode.startswith("multiworker"):
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    mode = {"multiworker": "multiworker", "multiworker_noise": "noise"}[mode]
 elif replicas == 0:  # no strategy: TF's default one
     strategy = tf.distribute.get_strategy()
 else:
@@ -35,7 +39,8 @@ if mode == "noise":
         model.compile(privacy=settings, optimizer="sgd", learning_rate=1.0)
     x, y = np.zeros((n, 4), "float32"), np.zeros((n, width), "float32")
     model.fit(distributed_private_batches(x, y, settings, strategy, seed=1), epochs=1, steps_per_epoch=1, verbose=0)
-    result.update(std=float(model.net.kernel.numpy().std()), expected=sigma * clip / batch)
+    result.update(std=float(model.net.kernel.numpy().std()), expected=sigma * clip / batch,
+                  noise=(model.net.kernel.numpy() * batch / clip).ravel().tolist(), sigma=sigma)
 elif mode.startswith("weights"):
     n, batch = 256, 32
     rng = np.random.default_rng(0)
@@ -93,6 +98,41 @@ elif mode == "diffusion_average":  # the denoiser's moving average after each DP
         average = [decay * a + (1 - decay) * w for a, w in zip(average, model.network.get_weights())]
     result.update(average_error=max(float(np.abs(a - b).max()) for a, b in zip(average, model.average.get_weights())),
                   moved=max(float(np.abs(a - b).max()) for a, b in zip(average, model.network.get_weights())))
+elif mode == "sinkhorn_noise":  # DP-Sinkhorn's release from a batch that reads no record: the noise alone
+    from tfdpgen.models.sinkhorn import DPSinkhorn
+    batch, clip, sigma = 256, 0.01, 1.3
+    settings = tfdpgen.PrivacySettings(dataset_size=10 * batch, batch_size=batch, epochs=1, l2_norm_clip=clip,
+                                       noise_multiplier=sigma)
+    with strategy.scope():
+        model = DPSinkhorn(image_shape=(8, 8, 1), latent_dim=8, seed=5)
+        model.compile(privacy=settings, optimizer="dp-sgd", learning_rate=1.0, noise_key=11)
+    x = tf.constant(np.random.default_rng(0).uniform(size=(batch // replicas if replicas else batch, 8, 8, 1)),
+                    tf.float32)
+
+    @tf.function
+    def release():
+        def replica_release():
+            released, _, _ = model.released_gradient(x, None, tf.zeros([x.shape[0]]), model.fake_batch(False), clip)
+            return released
+        return strategy.run(replica_release)
+    shares = [t.numpy() for t in strategy.experimental_local_results(release())]
+    result.update(noise=(shares[0] * batch / clip).ravel().tolist(), expected=sigma,
+                  replicas_agree=all(np.array_equal(shares[0], share) for share in shares))
+elif mode == "count_noise":  # the clipped count's noise at steps that read no record, read back from the clip norm
+    batch, steps = 40, 2000
+    settings = tfdpgen.PrivacySettings(dataset_size=4000, batch_size=batch, epochs=20, l2_norm_clip=0.1,
+                                       noise_multiplier=1.0, clipping="adaptive")
+    with strategy.scope():
+        model = LinearToy(2, 2, zero_init=True)
+        model.compile(privacy=settings, optimizer="sgd", learning_rate=0.0, noise_key=5)
+    clips = [float(model.clip_norm.numpy())]
+    data = tf.data.Dataset.from_tensors((np.zeros((batch, 2), "float32"), np.zeros((batch, 2), "float32"),
+                                         np.zeros(batch, "float32"))).repeat()
+    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[tf.keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda b, logs: clips.append(float(model.clip_norm.numpy())))])  # logs sum the replicas
+    fraction = settings.target_quantile - np.diff(np.log(np.array(clips, np.float64))) / settings.clip_learning_rate
+    result.update(noise=((fraction - 0.5) * batch).tolist(), expected=model.privacy.count_stddev,
+                  unclipped=bool(np.all((fraction > 0.01) & (fraction < 0.99))))
 elif mode == "multiworker":
     from tfdpgen.data.images import load_images
     data = load_images("digits")

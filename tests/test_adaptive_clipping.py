@@ -6,7 +6,7 @@ import tensorflow as tf
 
 import tfdpgen
 from tfdpgen.privacy.settings import PrivacySettingsError
-from toys import LinearToy
+from toys import LinearToy, assert_scale
 
 
 def norms_data(size=2000, seed=0):
@@ -56,6 +56,53 @@ def test_sum_noise_uses_effective_noise_multiplier():
               epochs=1, verbose=0)
     measured = model.net.kernel.numpy().std() * batch
     assert abs(measured / z_sum - 1) < 0.03 and measured / 1.5 > 1.4
+
+
+def test_sum_noise_follows_the_current_clip_norm_not_the_initial_one():
+    """After the clip norm has moved (0.1 -> about 1, the gradient norms' median), a step's noise is
+    z_sum * (this step's clip) / B. Catches: noise scaled by the initial clip norm (the check at step 1 cannot, the two
+    are equal there)."""
+    x, y, _ = norms_data()
+    model = LinearToy(2, 2, zero_init=True)
+    model.compile(privacy=adaptive_settings(), optimizer="dp-sgd", learning_rate=0.0, noise_key=1)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(2000, seed=0).batch(100).repeat()
+    model.fit(data, epochs=1, steps_per_epoch=100, verbose=0)
+    clip = float(model.clip_norm.numpy())
+    assert clip > 5 * 0.1
+    width, batch = 8192, 100
+    wide = LinearToy(2, width, zero_init=True)
+    settings = adaptive_settings()
+    wide.compile(privacy=settings, optimizer="dp-sgd", learning_rate=1.0, noise_key=2)
+    wide.dp_steps.assign(100)  # a model 100 steps in keeps its moved clip norm (as a resumed one does)
+    wide.clip_norm.assign(clip)
+    wide.fit(tf.data.Dataset.from_tensors((np.zeros((batch, 2), "float32"), np.zeros((batch, width), "float32"))),
+             epochs=1, verbose=0)
+    assert_scale(wide.net.kernel.numpy() * batch, settings.resolved().effective_noise_multiplier * clip)
+
+
+def count_noise_draws(model, steps=2000, batch=40):
+    """The noise of the clipped-count query at each of `steps` steps that read no record (weights 0, so the true
+    count is 0), read back from the clip norm's geometric update C' = C exp(-eta (b / B + 1/2 - gamma))."""
+    x, y, w = np.zeros((batch, 2), "float32"), np.zeros((batch, 2), "float32"), np.zeros(batch, "float32")
+    clips = [float(model.clip_norm.numpy())]
+    model.fit(tf.data.Dataset.from_tensors((x, y, w)).repeat(), epochs=1, steps_per_epoch=steps, verbose=0,
+              callbacks=[tf.keras.callbacks.LambdaCallback(
+                  on_train_batch_end=lambda b, logs: clips.append(float(logs["clip"])))])
+    settings = model.privacy
+    fraction = settings.target_quantile - np.diff(np.log(np.array(clips, np.float64))) / settings.clip_learning_rate
+    assert np.all((fraction > 0.01) & (fraction < 0.99))  # never clipped to [0, 1]: b is read back exactly
+    return (fraction - 0.5) * settings.batch_size
+
+
+def test_clipped_count_noise_has_its_stated_stddev():
+    """The noised count of unclipped examples carries N(0, sigma_b^2), sigma_b = clipped_count_stddev (B / 20 = 2
+    here): the count's share of the budget is what the accountant assumes. Catches: the count query's noise halved
+    (or scaled otherwise), which no other test measures."""
+    model = LinearToy(2, 2, zero_init=True)
+    settings = adaptive_settings(batch_size=40, dataset_size=4000)
+    model.compile(privacy=settings, optimizer="dp-sgd", learning_rate=0.0, noise_key=5)
+    assert model.privacy.count_stddev == 2.0
+    assert_scale(count_noise_draws(model), 2.0, tolerance=0.05)
 
 
 def test_epsilon_equals_dp_accounting_of_sum_and_count_events():

@@ -1,6 +1,7 @@
 """The marginal family: its two mechanisms release what they claim (noise spread, selection law), the ledger's
 epsilon agrees with an independent computation and meets the target, AIM spends exactly its budget, the mixture learns
 without noise, and a run trains from the CLI and exports a model plain TensorFlow loads in another process."""
+import itertools
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from tfdpgen.models.marginal import DEFAULT_INDEPENDENCE, DPMarginalTable
 from tfdpgen.privacy.aim import Measurement, marginal_counts, measure_exactly, run_aim
 from tfdpgen.privacy.ledger import PrivacyLedger, epsilon_for_rho, rho_for_epsilon
 from tfdpgen.privacy.releases import exponential_choice, gaussian_release
+from toys import assert_scale
 
 
 def test_gaussian_release_has_the_stated_spread_and_is_recorded():
@@ -182,6 +184,57 @@ def test_aim_spends_exactly_its_budget_and_measures_what_the_model_misses():
     assert all(isinstance(m, Measurement) and m.stddev > 0 for m in measurements)
 
 
+def independent_selection_sensitivity(sizes, target, max_cells=10_000):
+    """AIM's score sensitivity, max over candidates r of w_r = sum over workload marginals s of |r & s|, written out
+    from the paper's definition (every pair, every triple with the target) rather than taken from privacy.aim."""
+    columns = range(len(sizes))
+    size = lambda clique: int(np.prod([sizes[c] for c in clique]))  # noqa: E731
+    work = [{a, b} for a in columns for b in columns if a < b]
+    work += [{a, b, target} for a in columns for b in columns if a < b and target not in (a, b)]
+    work = [s for s in work if size(s) <= max_cells]
+    candidates = {frozenset(c) for s in work for k in range(1, len(s) + 1) for c in itertools.combinations(s, k)}
+    return max(sum(len(r & s) for s in work) for r in candidates)
+
+
+def test_aim_selections_use_the_largest_workload_weight_as_sensitivity():
+    """Every exponential-mechanism choice AIM makes is at the score's sensitivity, the largest workload weight (16 for
+    four columns with a target: a triple holding the target meets the six pairs in 9 columns and the three triples in
+    7). Catches: the selection's sensitivity set to 1, which exaggerates the score gaps 16-fold, so the choice is far
+    less private than the epsilon^2/8 it is charged (the charge does not depend on it, so no budget test can see it)."""
+    codes, schema = xor_table()
+    model = DPMarginalTable(schema, components=8, seed=0, fit_steps=20)
+    ledger = PrivacyLedger()
+    run_aim(codes, model.sizes, model.condition_index, 0.05, model, np.random.default_rng(4), ledger,
+            ["a", "b", "noise", "label"], rounds=8, log=lambda line: None)
+    choices = [release for release in ledger.releases if release.mechanism == "exponential"]
+    assert independent_selection_sensitivity(model.sizes, model.condition_index) == 16
+    assert choices and all(release.sensitivity == 16 for release in choices)
+
+
+def test_aim_measurements_carry_their_stated_noise():
+    """Every marginal AIM measures is its true counts plus N(0, sigma^2) per cell, sigma the stddev the ledger
+    records for that release (annealed rounds included): the residuals over all cells, each divided by its sigma, have
+    standard deviation 1. Catches: a measurement drawn at another noise than the one it is charged for."""
+    rng = np.random.default_rng(1)
+    sizes = [16, 16, 16, 2]
+    codes = np.stack([rng.integers(0, size, 8000) for size in sizes], 1)
+    schema = TableSchema([Column(name, "categorical", [str(v) for v in range(size)])
+                          for name, size in zip("abcd", sizes)], "d")
+    residuals = []
+    for run in range(4):  # four runs, to have thousands of cells
+        model = DPMarginalTable(schema, components=8, seed=0, fit_steps=20)
+        ledger = PrivacyLedger()
+        measurements = run_aim(codes, model.sizes, model.condition_index, 0.5, model, np.random.default_rng(run),
+                               ledger, list("abcd"), log=lambda line: None)
+        gaussians = [release for release in ledger.releases if release.mechanism == "gaussian"]
+        assert [m.stddev for m in measurements] == [release.stddev for release in gaussians]
+        assert len({m.stddev for m in measurements}) > 1  # annealing halved sigma at least once
+        residuals += [(m.values - marginal_counts(codes, m.clique, model.sizes)) / m.stddev for m in measurements]
+    residuals = np.concatenate(residuals)
+    assert residuals.size > 4000
+    assert_scale(residuals, 1.0, tolerance=0.04)
+
+
 def run_cli(*args):
     return cli.main(["train", "--model", "marginal", "--quiet", *args])
 
@@ -203,6 +256,10 @@ def test_cli_run_meets_its_target_and_lists_every_release(marginal_run):
     rho = sum(r["sensitivity"] ** 2 / (2 * r["stddev"] ** 2) if r["mechanism"] == "gaussian" else r["epsilon"] ** 2 / 8
               for r in releases)
     assert rho == pytest.approx(report["rho"], rel=1e-9)
+    model = DPMarginalTable(load_table("breast_cancer").schema)  # the selections' sensitivity, computed apart
+    sensitivity = independent_selection_sensitivity(model.sizes, model.condition_index)
+    assert all(r["sensitivity"] == sensitivity for r in releases if r["mechanism"] == "exponential")
+    assert all(r["sensitivity"] == 1 for r in releases if r["mechanism"] == "gaussian")
     assert independent_epsilon(rho, report["delta"]) <= report["epsilon"] <= 1.01 * independent_epsilon(
         rho, report["delta"])
     for name in ("privacy.txt", "samples.png", "split.json", "run.json"):

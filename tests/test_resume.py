@@ -1,6 +1,7 @@
 """A run killed with SIGKILL resumes from its last checkpoint and ends as an uninterrupted run would."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,6 +65,26 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path, uninterrup
     assert resumed["epsilon"] == whole["epsilon"]
     assert not (output / ".secrets.json").exists()
     np.testing.assert_allclose(samples(output, subprocess_env), samples(uninterrupted, subprocess_env), atol=1e-4)
+
+
+def test_resume_reads_its_checkpoint_and_secrets_rather_than_restarting(tmp_path, subprocess_env):
+    """A run with no --seed and no --insecure-noise-seed (weights, noise and batches all from OS entropy) is killed;
+    two copies of its directory, resumed apart, end identical. Catches: a resume that ignores its checkpoint (each copy
+    would start from fresh random weights) or that draws new secrets instead of reading .secrets.json (each copy would
+    draw other noise and batches); the seeded tests above cannot tell either from resuming."""
+    entropy_only = [flag for flag in TRAIN if flag not in ("--seed", "5", "--insecure-noise-seed")]
+    assert entropy_only == ["--epochs", "6", "--batch-size", "64", "--checkpoint-every", "20", "--quiet"]
+    first = tmp_path / "first"
+    kill_after_checkpoint(first, 40, [sys.executable, "-m", "tfdpgen.cli", "train", "--output", str(first)]
+                          + entropy_only)
+    second = tmp_path / "second"
+    shutil.copytree(first, second)
+    for output in (first, second):
+        assert cli.main(["train", "--output", str(output)] + entropy_only) == 0
+    reports = [json.loads((output / "privacy.json").read_text()) for output in (first, second)]
+    assert reports[0]["steps"] == reports[1]["steps"] == 6 * round(1438 / 64)
+    assert reports[0]["reproducible_noise"] is False
+    np.testing.assert_array_equal(samples(first, subprocess_env), samples(second, subprocess_env))
 
 
 def test_corrupted_newest_checkpoint_falls_back_and_all_corrupted_refuses(tmp_path, uninterrupted, capsys):

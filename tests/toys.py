@@ -1,4 +1,5 @@
 """Small deterministic models for statistical tests of the DP step, and the mark for tests that need TF Privacy."""
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -25,3 +26,18 @@ class LinearToy(DPGenerativeModel):
 
     def per_example_terms(self, x, y, training):
         return {"loss": 0.5 * tf.reduce_sum(tf.square(self.run(self.net, x) - y), axis=1)}
+
+
+def has_scale(noise, stddev, tolerance=0.03) -> bool:
+    """Whether the values `noise` (thousands of them, centred) have standard deviation `stddev` within `tolerance`.
+    A test asserts it of the measured draw and refutes it of the draw scaled by 1.1 and by 1/1.1, so that the
+    tolerance is shown to tell a 10% error of the noise scale apart."""
+    noise = np.asarray(noise, np.float64).ravel()
+    return abs(noise.std() / stddev - 1) < tolerance and abs(noise.mean()) < 5 * stddev / np.sqrt(noise.size)
+
+
+def assert_scale(noise, stddev, tolerance=0.03):
+    """The draw has the scale `stddev`, and 10% more or less noise would have failed the same check."""
+    noise = np.asarray(noise, np.float64)
+    assert has_scale(noise, stddev, tolerance), (float(np.std(noise)), stddev)
+    assert not has_scale(1.1 * noise, stddev, tolerance) and not has_scale(noise / 1.1, stddev, tolerance)

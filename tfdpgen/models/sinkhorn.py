@@ -178,15 +178,20 @@ class DPSinkhorn(DPGenerativeModel):
         pixels = tf.reduce_prod(tf.shape(fake)[1:])
         return tf.reshape(gradients[0][:, :pixels], tf.shape(fake)), loss, norms
 
+    def released_gradient(self, x, y, weights, fake, clip):
+        """A step's one release, (sum_i clip(d l_i / dY, C) + noise) / B over the global batch: this replica's share
+        summed with the others' (the same on every replica); also this replica's per-example loss and norms."""
+        released, loss, norms = self.private_fake_gradient(x, weights, fake, clip, y)
+        released = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, released)
+        return released, loss, norms
+
     def train_step(self, data):
         x, y, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
-        replica = tf.distribute.get_replica_context()
         with tf.GradientTape() as generator_tape:
             fake = self.fake_batch(True)
         step = self.dp_steps.read_value()
         clip = self.step_clip_norm()
-        released, loss, norms = self.private_fake_gradient(x, weights, fake, clip, y)
-        released = replica.all_reduce(tf.distribute.ReduceOp.SUM, released)  # the shares make one release
+        released, loss, norms = self.released_gradient(x, y, weights, fake, clip)
         with tf.GradientTape() as self_tape:
             self_tape.watch(fake)
             repulsion = self.self_term(fake)
