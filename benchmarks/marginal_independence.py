@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfdpgen import marginal_training  # noqa: E402
+from tfdpgen.models.marginal import FINAL_FIT_STEPS, MAX_CELLS  # noqa: E402
 from tfdpgen.data.tables import Column, TableSchema  # noqa: E402
 from tfdpgen.evaluation import tables  # noqa: E402
 from tfdpgen.models.marginal import DPMarginalTable  # noqa: E402
@@ -71,8 +71,8 @@ def measure(schema, network, epsilon, independence):
     model = DPMarginalTable(schema, seed=0, independence=independence)
     measurements = run_aim(codes, model.sizes, target, rho_for_epsilon(epsilon, DELTA), model,
                            np.random.default_rng(5), PrivacyLedger(), [c.name for c in schema.columns],
-                           marginal_training.MAX_CELLS, log=lambda line: None)
-    model.fit(measurements, estimate_total(measurements), steps=marginal_training.FINAL_FIT_STEPS)
+                           MAX_CELLS, log=lambda line: None)
+    model.fit(measurements, estimate_total(measurements), steps=FINAL_FIT_STEPS)
     distances = tables.marginal_distances(codes, tables.codes(model.sample(ROWS, seed=0), schema), schema)
     return {"network": network, "epsilon": epsilon, "independence": independence,
             "tv_1way": distances["tv_1way_mean"], "tv_2way": distances["tv_2way_mean"],

@@ -7,7 +7,7 @@ beside a classifier trained with DP-SGD on the real images at the same epsilons.
     .venv/bin/python benchmarks/privacy_utility.py --quick                         # digits, a smoke run
 
 Data: the MNIST private split of ../shared/data (images 0..7,999 train, the last 2,000 held out, as its README says).
-Each family trains with its own recipe (`tfdpgen train --model F`, the defaults of training.RECIPES), then:
+Each family trains with its own recipe (`tfdpgen train --model F`, its registry record's recipe, models.registry), then:
 - TSTR: 10,000 class-balanced synthetic images train the evaluation's small CNN; its epoch (of at most 20) is chosen
   on a tenth of the *synthetic* images, and the real held-out images are touched once, for the final score
   (DPImageBench's protocol: choosing on the real test set is not DP and overstates utility);
@@ -38,9 +38,8 @@ import tensorflow as tf  # noqa: E402
 
 from tfdpgen.data.images import load_images, read_idx_dir  # noqa: E402
 from tfdpgen.data.sampling import private_batches  # noqa: E402
-from tfdpgen.evaluation.evaluate import evaluate_run  # noqa: E402
 from tfdpgen.evaluation.images import tstr_accuracy  # noqa: E402
-from tfdpgen.training import load_trained, train_run  # noqa: E402
+from tfdpgen.runs import evaluate_run, load_trained, train_run  # noqa: E402
 
 IMAGE_FAMILIES = ("vae", "cgan", "diffusion", "sinkhorn", "merf")
 TSTR_SAMPLES = 10_000

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tfdpgen import cli  # noqa: E402
-from tfdpgen.export.serving_layout import export_run  # noqa: E402
+from tfdpgen.runs import export_run  # noqa: E402
 from tfdpgen.serving.client import SamplerClient  # noqa: E402
 from tfdpgen.serving.local_server import LocalServer  # noqa: E402
 

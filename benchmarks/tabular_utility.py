@@ -36,9 +36,9 @@ import numpy as np  # noqa: E402
 
 from tfdpgen.data.tables import load_table, table_codes  # noqa: E402
 from tfdpgen.evaluation import tables  # noqa: E402
-from tfdpgen.evaluation.evaluate import evaluate_run, synthetic_labels  # noqa: E402
+from tfdpgen.evaluation.evaluate import synthetic_labels  # noqa: E402
 from tfdpgen.privacy.ledger import rho_for_epsilon  # noqa: E402
-from tfdpgen.training import load_trained, train_run  # noqa: E402
+from tfdpgen.runs import evaluate_run, load_trained, train_run  # noqa: E402
 
 ADULT = os.path.join(HERE, "..", "..", "shared", "data", "adult")
 RESULTS = os.path.join(HERE, "results", "tabular_utility.json")

@@ -20,7 +20,7 @@ from tfdpgen.models.gan import DPGAN
 from tfdpgen.models.sinkhorn import DPSinkhorn
 from tfdpgen.models.tabular_gan import DPTableGAN
 from tfdpgen.models.vae import DPVAE
-from tfdpgen.training import load_trained, train_run
+from tfdpgen.runs import load_trained, train_run
 from toys import assert_scale
 
 BATCH, CLIP, LR = 32, 0.5, 1.0

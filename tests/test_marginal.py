@@ -294,7 +294,7 @@ def test_export_samples_the_declared_columns_in_plain_tensorflow(marginal_run):
 
 
 def test_evaluate_scores_a_marginal_run(marginal_run):
-    from tfdpgen.evaluation.evaluate import evaluate_run
+    from tfdpgen.runs import evaluate_run
     result = evaluate_run(marginal_run, verbose=False)
     assert result["utility"]["tv_1way_mean"] < 0.45  # epsilon 1 over 455 records and 31 columns: rough, but informed
     assert set(result["utility"]["ml_efficacy_synthetic"]) == {"logistic_regression", "gradient_boosting"}
@@ -306,7 +306,7 @@ def test_non_private_run_learns_breast_cancer(tmp_path):
     assert run_cli("--output", run, "--noise-multiplier", "0", "--components", "32") == 0
     with open(os.path.join(run, "privacy.json")) as f:
         assert json.load(f)["epsilon"] is None
-    from tfdpgen.training import load_split, load_trained
+    from tfdpgen.runs import load_split, load_trained
     model, _ = load_trained(run)
     _, _, test, test_labels, data, _ = load_split(run)
     real = tables.decode_encoded(test, test_labels, data.schema)

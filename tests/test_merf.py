@@ -18,7 +18,7 @@ from tfdpgen import cli
 from tfdpgen.data.images import load_images
 from tfdpgen.evaluation.images import tstr_accuracy
 from tfdpgen.models.merf import DPMERF
-from tfdpgen.training import load_split, load_trained
+from tfdpgen.runs import load_split, load_trained
 
 
 @pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 1)])

@@ -6,20 +6,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdpgen import cli, training
+from tfdpgen import cli
+from tfdpgen.runs.directory import RunDirectory
 
-MAKE_SECRETS = training.load_or_create_secrets
+MAKE_SECRETS = RunDirectory.secrets
 
 
 def train(monkeypatch, output, *flags):
     """Train one epoch through the CLI; return the secrets the run drew (read where they are made)."""
     drawn = {}
 
-    def recording(run_dir, insecure_noise_seed=None):
-        drawn.update(MAKE_SECRETS(run_dir, insecure_noise_seed))
+    def recording(run, insecure_noise_seed=None):
+        drawn.update(MAKE_SECRETS(run, insecure_noise_seed))
         return dict(drawn)
 
-    monkeypatch.setattr(training, "load_or_create_secrets", recording)
+    monkeypatch.setattr(RunDirectory, "secrets", recording)
     assert cli.main(["train", "--output", str(output), "--epochs", "1", "--quiet", *flags]) == 0
     return drawn
 

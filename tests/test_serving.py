@@ -15,7 +15,8 @@ import pytest
 import tensorflow as tf
 
 from tfdpgen import cli
-from tfdpgen.export.serving_layout import WARMUP_FILE, export_run
+from tfdpgen.export.serving_layout import WARMUP_FILE
+from tfdpgen.runs import export_run
 from tfdpgen.serving.client import SamplerClient, ServingError
 from tfdpgen.serving.local_server import LocalServer
 
@@ -84,7 +85,7 @@ PLAIN = textwrap.dedent("""
 
 
 def test_signatures_in_plain_tensorflow_and_saved_model_cli(runs, tmp_path, subprocess_env):
-    from tfdpgen.training import load_trained
+    from tfdpgen.runs import load_trained
     path = export_run(str(runs["tabgan"]), "cancer", str(tmp_path))
     result = subprocess.run([sys.executable, "-c", PLAIN, path], env=subprocess_env, capture_output=True, text=True,
                             timeout=300)

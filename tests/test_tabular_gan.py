@@ -17,7 +17,8 @@ from tfdpgen.data.tables import TableSchema, load_table
 from tfdpgen.data.sampling import private_batches
 from tfdpgen.models.tabular_gan import RELEASE_SHARE, DPTableGAN
 from tfdpgen.privacy.ledger import PrivacyLedger, rho_for_epsilon
-from tfdpgen.training import release_marginals, train_run
+from tfdpgen.runs import train_run
+from tfdpgen.runs.dp_sgd import release_marginals
 
 WIDE = 30  # a wide, skewed column: where a GAN left to itself drops modes
 SCHEMA = {"condition": "label",

@@ -9,8 +9,7 @@ import pytest
 import tfdpgen  # noqa: F401
 from tfdpgen.data.images import DataError
 from tfdpgen.data.tables import MISSING, TableSchema, load_table, table_codes
-from tfdpgen.evaluation.evaluate import evaluate_run
-from tfdpgen.training import load_trained, train_run
+from tfdpgen.runs import evaluate_run, load_trained, train_run
 
 SCHEMA = {"condition": "outcome",
           "columns": [{"name": "age", "type": "continuous", "min": 0, "max": 100},

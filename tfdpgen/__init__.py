@@ -1,9 +1,12 @@
 """tfdpgen: differentially private generative models for TensorFlow/Keras, and serving them."""
 from tfdpgen import _compat  # noqa: F401  (must run before TensorFlow is imported anywhere else)
 
-from tfdpgen.privacy.settings import PrivacySettings
-from tfdpgen.privacy.budget import PrivacyBudget
-from tfdpgen.models.vae import DPVAE
-
 __version__ = "0.1.0"
-__all__ = ["PrivacySettings", "PrivacyBudget", "DPVAE", "__version__"]
+
+from tfdpgen.privacy.settings import PrivacySettings  # noqa: E402
+from tfdpgen.privacy.budget import PrivacyBudget  # noqa: E402
+from tfdpgen.models.vae import DPVAE  # noqa: E402
+from tfdpgen.runs import evaluate_run, export_run, load_trained, train_run  # noqa: E402
+
+__all__ = ["PrivacySettings", "PrivacyBudget", "DPVAE", "train_run", "evaluate_run", "export_run", "load_trained",
+           "__version__"]

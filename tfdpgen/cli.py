@@ -37,28 +37,30 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from tfdpgen.data.images import DATASETS
     from tfdpgen.data.tables import TABLES
-    from tfdpgen.models.marginal import DEFAULT_BINS, DEFAULT_COMPONENTS, DEFAULT_INDEPENDENCE
-    from tfdpgen.merf_training import DEFAULT_FIT_STEPS, DEFAULT_FREQUENCIES
+    from tfdpgen.models.diffusion import PRETRAIN_EPOCHS
+    from tfdpgen.models.registry import DEFAULTS, FAMILIES, IMAGES, TABLE
     from tfdpgen.privacy.optimizers import OPTIMIZERS
-    from tfdpgen.strategies import STRATEGIES
-    from tfdpgen.training import DEFAULT_EPSILON, DEFAULTS, MODELS, PRETRAIN_EPOCHS, RECIPES, RECIPES_28X28
+    from tfdpgen.runs.config import DEFAULT_EPSILON
+    from tfdpgen.runs.strategies import STRATEGIES
 
     def per_model(setting):
-        """'default per model: vae 256, others 64' for a setting of the recipes (training.RECIPES)."""
-        given = ", ".join(f"{name} {values[setting]:g}" for name, values in RECIPES.items() if setting in values)
+        """'default per model: vae 256, others 64' for a setting of the families' recipes (models.registry)."""
+        given = ", ".join(f"{name} {family.recipe[setting]:g}" for name, family in FAMILIES.items()
+                          if setting in family.recipe)
         others = f", others {DEFAULTS[setting]:g}" if setting in DEFAULTS else ""
-        on_28x28 = ", ".join(f"{name} {values[setting]:g}" for name, values in RECIPES_28X28.items()
-                             if setting in values)
+        on_28x28 = ", ".join(f"{name} {family.recipe_28x28[setting]:g}" for name, family in FAMILIES.items()
+                             if setting in family.recipe_28x28)
         return f"default per model: {given}{others}" + (f" (28x28 images: {on_28x28})" if on_28x28 else "")
+
+    def kinds(data):
+        return ", ".join(f"{name} ({family.summary})" for name, family in FAMILIES.items() if family.data == data)
 
     parser = OneLineParser(prog="tfdpgen", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a DP generator (default: DP-VAE on scikit-learn digits)",
                                 formatter_class=HelpFormatter)
-    train.add_argument("--model", choices=list(MODELS), default="vae",
-                       help="vae, cgan, sinkhorn and diffusion (DPDM) (label-conditioned), merf (DP-MERF, "
-                            "label-conditioned: one noisy release of random-feature mean embeddings), gan, tabgan and "
-                            "marginal (tables; marginal: AIM-selected noisy marginals and a mixture of products)")
+    train.add_argument("--model", choices=list(FAMILIES), default="vae",
+                       help=f"images: {kinds(IMAGES)}; tables: {kinds(TABLE)}")
     train.add_argument("--dataset", choices=DATASETS + TABLES,
                        help="images: digits (default; ships with scikit-learn), mnist/fashion_mnist (through TFDS); "
                             "tables (tabgan, marginal): breast_cancer (default; scikit-learn), adult (--data-dir "
@@ -123,17 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "record, no privacy spent; e.g. digits for mnist), then train with DP from there")
     train.add_argument("--pretrain-epochs", type=int,
                        help=f"with --pretrain: epochs over the public images (default {PRETRAIN_EPOCHS})")
-    train.add_argument("--components", type=int,
-                       help=f"marginal: components of the mixture of products (default {DEFAULT_COMPONENTS})")
-    train.add_argument("--bins", type=int, help="marginal: equal bins per numeric column over its declared bounds "
-                                                f"(default {DEFAULT_BINS})")
-    train.add_argument("--independence", type=float,
-                       help="marginal: weight of the fit's pull towards independence where no measurement shows "
-                            f"dependence (maximum entropy; 0 turns it off; default {DEFAULT_INDEPENDENCE})")
-    train.add_argument("--frequencies", type=int,
-                       help=f"merf: random frequencies of the kernel's features (default {DEFAULT_FREQUENCIES})")
-    train.add_argument("--fit-steps", type=int,
-                       help=f"merf: steps fitting the generator to the release (default {DEFAULT_FIT_STEPS})")
+    for name, family in FAMILIES.items():  # each family's own settings
+        for option in family.options:
+            train.add_argument(f"--{option.name.replace('_', '-')}", type=option.kind,
+                               help=f"{name}: {option.help} (default {option.default:g})")
     train.add_argument("--quiet", action="store_true",
                        help="no progress bar, and no closing train-on-synthetic accuracy on the held-out records")
 
@@ -176,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_sample(args) -> None:
+    from tfdpgen.runs.use import run_export_dir
     from tfdpgen.serving.samples import check_out_path, draw_samples, write_samples
     if args.server and not args.model_name:
         raise ValueError("--server needs --model-name.")
@@ -183,7 +179,8 @@ def run_sample(args) -> None:
         raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}.")
     if args.out is not None:
         check_out_path(args.out)
-    samples = draw_samples(run=args.run, server=args.server, model_name=args.model_name, rest=args.rest,
+    samples = draw_samples(export_dir=None if args.server else run_export_dir(args.run), server=args.server,
+                           model_name=args.model_name, rest=args.rest,
                            num_samples=None if args.labels else args.num_samples, seed=args.seed, labels=args.labels)
     print(write_samples(samples, args.out))
 
@@ -214,21 +211,38 @@ def flag_names(message: str) -> str:
 
 def warn_if_reproducible_noise(run_dir: str) -> None:
     """Repeat privacy.json's warning of a run trained with --insecure-noise-seed wherever its results are used."""
-    from tfdpgen.training import finished_run_report
-    warning = finished_run_report(run_dir).get("warning")
+    from tfdpgen.runs.use import reproducible_noise_warning
+    warning = reproducible_noise_warning(run_dir)
     if warning:
         print(f"tfdpgen: warning: {warning}", file=sys.stderr)
+
+
+TRAIN_SETTINGS = ("dataset", "data_dir", "epsilon", "delta", "noise_multiplier", "l2_norm_clip", "epochs",
+                  "batch_size", "sampling", "accountant", "optimizer", "learning_rate", "output", "seed", "strategy",
+                  "devices", "checkpoint_every", "engine", "clipping", "target_quantile", "dp2_delay",
+                  "dp2_learning_rate", "schema", "holdout", "holdout_order", "insecure_noise_seed",
+                  "discriminator_steps", "pretrain", "pretrain_epochs")
+
+
+def train_settings(args) -> dict:
+    """train_run's settings from the parsed flags: the family options only where given (each belongs to one family)."""
+    from tfdpgen.models.registry import FAMILIES
+    settings = {name: getattr(args, name) for name in TRAIN_SETTINGS}
+    for family in FAMILIES.values():
+        for option in family.options:
+            if getattr(args, option.name) is not None:
+                settings[option.name] = getattr(args, option.name)
+    return settings
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import tfdpgen  # noqa: F401  (sets up Keras 2 before TensorFlow is touched)
     from tfdpgen._compat import TFPrivacyMissing
-    from tfdpgen.checkpoints import CheckpointError
     from tfdpgen.privacy.budget import PrivacyBudgetExhausted
-    from tfdpgen.export.serving_layout import export_run
+    from tfdpgen.runs import evaluate_run, export_run, train_run
+    from tfdpgen.runs.checkpoints import CheckpointError
     from tfdpgen.serving.client import ServingError
-    from tfdpgen.training import train_run
 
     try:
         if args.command == "export":
@@ -237,28 +251,12 @@ def main(argv=None) -> int:
         elif args.command == "sample":
             run_sample(args)
         elif args.command == "evaluate":
-            from tfdpgen.evaluation.evaluate import evaluate_run
             evaluate_run(args.run, args.n_samples, args.real_test)
             warn_if_reproducible_noise(args.run)
         elif args.command == "serve":
             run_serve(args)
         elif args.command == "train":
-            train_run(model=args.model, dataset=args.dataset, data_dir=args.data_dir, epsilon=args.epsilon,
-                      delta=args.delta, noise_multiplier=args.noise_multiplier, l2_norm_clip=args.l2_norm_clip,
-                      epochs=args.epochs, batch_size=args.batch_size, sampling=args.sampling,
-                      accountant=args.accountant, optimizer=args.optimizer, learning_rate=args.learning_rate,
-                      output=args.output, seed=args.seed, strategy=args.strategy, devices=args.devices,
-                      checkpoint_every=args.checkpoint_every, engine=args.engine, clipping=args.clipping,
-                      target_quantile=args.target_quantile, dp2_delay=args.dp2_delay,
-                      dp2_learning_rate=args.dp2_learning_rate, schema=args.schema, holdout=args.holdout,
-                      holdout_order=args.holdout_order, insecure_noise_seed=args.insecure_noise_seed,
-                      verbose=0 if args.quiet else 1, discriminator_steps=args.discriminator_steps,
-                      pretrain=args.pretrain, pretrain_epochs=args.pretrain_epochs,
-                      marginal={name: value for name, value in (("components", args.components), ("bins", args.bins),
-                                                                  ("independence", args.independence))
-                                if value is not None},
-                      merf={name: value for name, value in (("frequencies", args.frequencies),
-                                                            ("fit_steps", args.fit_steps)) if value is not None})
+            train_run(model=args.model, verbose=0 if args.quiet else 1, **train_settings(args))
     except (ValueError, CheckpointError, PrivacyBudgetExhausted, ServingError, TFPrivacyMissing, OSError) as error:
         print(f"tfdpgen: error: {flag_names(str(error))}", file=sys.stderr)  # bad input: one line, what to do
         return 2

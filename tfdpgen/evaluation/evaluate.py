@@ -1,22 +1,17 @@
-"""`tfdpgen evaluate`: what a finished run's synthetic data is worth, and whether its privacy claim survives attacks.
+"""What a trained generator's synthetic data is worth, and whether its privacy claim survives attacks (`tfdpgen
+evaluate` hands it a finished run's model, records and report: runs.use.evaluate_run).
 
 Everything here reads the private training records and the held-out records, so the figures are for the data owner:
 they are not covered by the run's differential privacy guarantee (publishing them leaks a little).
 """
-import json
-import os
-
 import numpy as np
 import tensorflow as tf
 
-from tfdpgen.data.images import DATASETS
-from tfdpgen.data.tables import encode, is_frame
+from tfdpgen.data.tables import encode
 from tfdpgen.evaluation import audits, images, tables
 from tfdpgen.evaluation.plots import save_image_grid, save_real_synthetic_histograms
 from tfdpgen.privacy.settings import PrivacySettings
-from tfdpgen.training import TABLE_MODELS, finished_run_report, load_split, load_trained, load_data, RUN_CONFIG
 
-EVALUATION = "evaluation.json"
 FEATURE_NOTE = ("Frechet distance and precision/recall use the penultimate features of a small CNN trained on the first "
                 "half of the held-out real images (never seen by the generator), scored against the second half; it "
                 "is not Inception, so this is not the published FID and only compares with itself.")
@@ -79,7 +74,7 @@ def synthetic_labels(held_out_labels, n, num_classes, seed=0):
     return np.random.default_rng(seed).choice(num_classes, n, p=frequencies).astype(np.int32)
 
 
-def evaluate_images(model, family, train, train_labels, test, test_labels, n, run_dir):
+def evaluate_images(model, family, train, train_labels, test, test_labels, n, picture):
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
     half = len(test) // 2
     feature_classifier = images.train_classifier(test[:half], test_labels[:half], num_classes)
@@ -98,16 +93,16 @@ def evaluate_images(model, family, train, train_labels, test, test_labels, n, ru
         result["tstr_accuracy"] = images.tstr_accuracy(synthetic, labels, scoring, scoring_labels, num_classes)
         grid_labels = np.tile(np.arange(model.num_classes), 8)
         save_image_grid(model.sample(len(grid_labels), seed=1, labels=grid_labels),
-                        os.path.join(run_dir, "evaluation_samples.png"), columns=model.num_classes,
+                        picture("samples"), columns=model.num_classes,
                         title=f"{family}: one class per column")
     else:
         result["tstr_accuracy"] = None
         result["tstr_note"] = "train-on-synthetic needs labels: this family is unconditional"
-        save_image_grid(synthetic[:64], os.path.join(run_dir, "evaluation_samples.png"), title=family)
+        save_image_grid(synthetic[:64], picture("samples"), title=family)
     return result, synthetic
 
 
-def evaluate_table(model, data, train, train_labels, test, test_labels, n, run_dir):
+def evaluate_table(model, data, train, train_labels, test, test_labels, n, picture):
     schema = data.schema
     labels = synthetic_labels(test_labels, n, len(schema.condition_column.values))
     synthetic_columns = model.sample(n, seed=0, labels=labels)
@@ -119,7 +114,7 @@ def evaluate_table(model, data, train, train_labels, test, test_labels, n, run_d
     result["ml_efficacy_synthetic"] = tables.ml_efficacy(synthetic_columns, real_columns, schema)
     result["ml_efficacy_real"] = tables.ml_efficacy(train_columns, real_columns, schema)
     result["target"] = schema.condition
-    save_real_synthetic_histograms(real_columns, synthetic_columns, os.path.join(run_dir, "evaluation_columns.png"))
+    save_real_synthetic_histograms(real_columns, synthetic_columns, picture("columns"))
     synthetic_encoded = encode(tables.as_rows(synthetic_columns), schema)
     # distances in the networks' space: the one-hot and scaled features plus the condition's one-hot
     width = len(schema.condition_column.values)
@@ -127,58 +122,32 @@ def evaluate_table(model, data, train, train_labels, test, test_labels, n, run_d
     return result, synthetic
 
 
-def evaluate_run(run_dir: str, n_samples: int = None, real_test=None, verbose: bool = True, data=None) -> dict:
-    """Evaluate the finished run in `run_dir`; writes evaluation.json and pictures there, returns the dict.
-
-    A run that trained on a DataFrame takes it again as `data`; `real_test` (other real records to score against)
-    may then be a DataFrame too."""
-    report = finished_run_report(run_dir)
+def evaluate(model, family: str, tabular: bool, data, train, train_labels, test, test_labels, report: dict,
+             split_order: str, picture, n_samples: int = None) -> dict:
+    """The evaluation of `model` (of `family`; `tabular` for a table family) against the real `test` records, its
+    training records beside them for the audits; `report` is its privacy.json, `picture(kind)` the path each picture is
+    written to. Returns what evaluation.json holds."""
     if n_samples is not None and not (isinstance(n_samples, int) and 1 <= n_samples <= 100_000):
         raise ValueError(f"--n-samples must be a whole number in [1, 100000], got {n_samples!r}.")
-    with open(os.path.join(run_dir, RUN_CONFIG)) as f:
-        config = json.load(f)
-    family = config["model"]
-    train, train_labels, test, test_labels, data, split = load_split(run_dir, data)
-    if real_test is not None:  # images: a data set name or a folder of IDX files; tables: a CSV or a DataFrame
-        if family in TABLE_MODELS:
-            frame = real_test if is_frame(real_test) else None
-            test, test_labels, _ = load_data(family, "csv", None if frame is not None else real_test, data.schema,
-                                             frame)
-        else:
-            if not os.path.isdir(real_test) and real_test not in DATASETS:
-                raise ValueError(f"--real-test {real_test} is neither a folder of IDX files nor a data set name "
-                                 f"({', '.join(DATASETS)}).")
-            test, test_labels, _ = load_data(family, None if os.path.isdir(real_test) else real_test,
-                                             real_test if os.path.isdir(real_test) else None, None)
-    if len(test) < 20:
-        raise ValueError(f"{run_dir} held out {len(test)} records: evaluation needs at least 20 (train with "
-                         "--holdout, or give --real-test).")
-    model, _ = load_trained(run_dir)
     n = n_samples or min(max(len(test), 500), 2000)
-    if family in TABLE_MODELS:
-        utility, synthetic = evaluate_table(model, data, train, train_labels, test, test_labels, n, run_dir)
+    if tabular:
+        utility, synthetic = evaluate_table(model, data, train, train_labels, test, test_labels, n, picture)
         condition = np.eye(len(data.schema.condition_column.values))
         flat_train, flat_test = np.c_[train, condition[train_labels]], np.c_[test, condition[test_labels]]
     else:
-        utility, synthetic = evaluate_images(model, family, train, train_labels, test, test_labels, n, run_dir)
+        utility, synthetic = evaluate_images(model, family, train, train_labels, test, test_labels, n, picture)
         flat_train, flat_test = train.reshape(len(train), -1), test.reshape(len(test), -1)
     synthetic = synthetic.reshape(len(synthetic), -1)
     size = min(len(test), len(train), 1000)
-    result = {"run": os.path.abspath(run_dir), "family": family, "dataset": config["dataset"],
-              "synthetic_samples": n, "held_out_records": len(test), "training_records": len(train),
-              "privacy": {key: report[key] for key in ("epsilon", "delta", "reproducible_noise", "warning")
-                          if key in report},
-              "utility": utility,
-              "membership_inference": membership_audit(model, train, train_labels, test, test_labels, flat_train,
-                                                       flat_test, synthetic, report, size, split["order"]),
-              "memorization": audits.memorization(synthetic, flat_train, flat_test),
-              "caveat": "computed from the private training records and the held-out records: these figures are "
-                        "not covered by the run's differential privacy guarantee"}
-    with open(os.path.join(run_dir, EVALUATION), "w") as f:
-        json.dump(result, f, indent=2)
-    if verbose:
-        print(summary(result))
-    return result
+    return {"family": family, "synthetic_samples": n, "held_out_records": len(test), "training_records": len(train),
+            "privacy": {key: report[key] for key in ("epsilon", "delta", "reproducible_noise", "warning")
+                        if key in report},
+            "utility": utility,
+            "membership_inference": membership_audit(model, train, train_labels, test, test_labels, flat_train,
+                                                     flat_test, synthetic, report, size, split_order),
+            "memorization": audits.memorization(synthetic, flat_train, flat_test),
+            "caveat": "computed from the private training records and the held-out records: these figures are "
+                      "not covered by the run's differential privacy guarantee"}
 
 
 def summary(result: dict) -> str:

@@ -1,4 +1,4 @@
-"""A finished run exported into TensorFlow Serving's layout, `BASE/NAME/<version>/`, with warm-up requests.
+"""A trained generator exported into TensorFlow Serving's layout, `BASE/NAME/<version>/`, with warm-up requests.
 
 Versions are integers that only grow: a new export takes the largest existing version + 1 and is written beside it
 under a temporary name, then renamed into place, so a server watching BASE/NAME never sees a half-written version and
@@ -43,10 +43,9 @@ def write_warmup_requests(export_dir: str, model_name: str, conditional: bool) -
     return path
 
 
-def export_run(run_dir: str, model_name: str, base_path: str, max_samples: int = DEFAULT_MAX_SAMPLES) -> str:
-    """Export the finished run in `run_dir` as the next version of `base_path/model_name`; returns its path."""
-    from tfdpgen.training import finished_run_report, load_trained
-
+def export_version(model, metadata: dict, model_name: str, base_path: str,
+                   max_samples: int = DEFAULT_MAX_SAMPLES) -> str:
+    """Export `model` (with `metadata`) as the next version of `base_path/model_name`; returns its path."""
     if not model_name or os.sep in model_name or model_name.startswith("."):
         raise ExportError(f"--model-name must be a plain folder name, got {model_name!r}.")
     if not (isinstance(max_samples, int) and max_samples >= 1):
@@ -54,9 +53,7 @@ def export_run(run_dir: str, model_name: str, base_path: str, max_samples: int =
     if os.path.exists(base_path) and not os.path.isdir(base_path):
         raise ExportError(f"--base-path {base_path} is a file: give TF Serving's model base directory (it is made if "
                           "missing).")
-    model, metadata = load_trained(run_dir)
-    metadata["privacy"] = finished_run_report(run_dir)
-    metadata.update(max_samples=max_samples, model_name=model_name, tensorflow_version=tf.__version__)
+    metadata = dict(metadata, max_samples=max_samples, model_name=model_name, tensorflow_version=tf.__version__)
     model_dir = os.path.join(base_path, model_name)
     version = (versions(model_dir) or [0])[-1] + 1
     final = os.path.join(model_dir, str(version))

@@ -223,6 +223,11 @@ class DPGenerativeModel(tf.keras.Model):
             report["final_l2_norm_clip"] = float(self.clip_norm.numpy())
         return report
 
+    @classmethod
+    def from_config(cls, config):
+        """The network `get_config()` describes (the run wing rebuilds an export's network so, then reads weights)."""
+        return cls(**config)
+
     def sample(self, num_samples: int, seed: int = 0, labels=None):
         """`num_samples` samples; conditional families take `labels` (default: 0, 1, ..., cycling over classes)."""
         return draw_samples(self, num_samples, seed, labels)

@@ -28,11 +28,14 @@ import numpy as np
 import tensorflow as tf
 
 from tfdpgen.data.tables import TableData, TableSchema, table_codes
+from tfdpgen.privacy.aim import estimate_total, measure_exactly, run_aim
 
 DEFAULT_COMPONENTS = 256
 MAX_ANSWER_CELLS = 50_000_000  # the answer tensor A (condition values x W x W) stays under 200 MB
 DEFAULT_BINS = 16
 DEFAULT_INDEPENDENCE = 0.01  # see the module docstring: chosen on synthetic tables
+MAX_CELLS = 10_000  # the largest marginal AIM may measure (AIM's own workload cap)
+FINAL_FIT_STEPS = 2000  # the last fit, after every release: post-processing, so it can take its time
 
 
 def domain_sizes(schema: TableSchema, bins: int = DEFAULT_BINS):
@@ -265,6 +268,42 @@ class DPMarginalTable(tf.keras.Model):
             codes[:, self.condition_index] = labels
         within = rng.uniform(size=codes.shape).astype(np.float32)
         return {name: values.numpy() for name, values in self.decode(tf.constant(codes, tf.int32), within).items()}
+
+    release_stream = ()  # AIM's noise stream under the run's secret key
+    method = "AIM selection (McKenna et al. 2022) of noisy marginals; a mixture of products fitted to them"
+
+    def release_and_fit(self, data, train, rho, rng, ledger, seed=0, max_cells=MAX_CELLS, verbose=1):
+        """The run's only access to the private rows `data`[train]: AIM's measurements and selections at zCDP `rho`
+        (None: every candidate measured exactly, a non-private run), then the last fit. Returns report fields."""
+        codes = table_codes(data, self.bins)[train]
+        names = [column.name for column in self.schema.columns]
+        if rho is not None:
+            measurements = run_aim(codes, self.sizes, self.condition_index, rho, self, rng, ledger, names, max_cells,
+                                   log=print if verbose else (lambda line: None))
+        else:
+            measurements = measure_exactly(codes, self.sizes, self.condition_index, max_cells)
+        self.fit(measurements, estimate_total(measurements), steps=FINAL_FIT_STEPS)
+        return {"measured_marginals": [" x ".join(names[i] for i in m.clique) for m in measurements]}
+
+    def describe_release(self, options) -> str:
+        return f"AIM selection, mixture of {self.components} products"
+
+    @staticmethod
+    def privacy_text(report: dict) -> str:
+        if report["epsilon"] is None:
+            return "No noise was added (--noise-multiplier 0): no differential privacy statement applies.\n"
+        counts = report["mechanisms"]
+        return (f"This run made {counts.get('gaussian', 0)} Gaussian releases of marginal counts (L2 sensitivity 1 "
+                f"each) and {counts.get('exponential', 0)} exponential-mechanism choices of which marginal to "
+                f"measure, from {report['dataset_size']} private records, spending rho = {report['rho']:.6g} "
+                f"(zero-concentrated DP) in all. Composed by dp_accounting's RDP accountant, the run satisfies "
+                f"({report['epsilon']:.6g}, {report['delta']:.0e})-differential privacy for adding or removing one "
+                f"record (target epsilon {report['target_epsilon']}). The schema (columns, categories, numeric bounds "
+                "and bins) is public and not protected. privacy.json lists every release.\n")
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{**config, "schema": TableSchema.from_dict(config["schema"])})
 
     def get_config(self):
         return {"schema": self.schema.to_dict(), "components": self.components, "bins": self.bins,

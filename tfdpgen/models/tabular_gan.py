@@ -173,6 +173,10 @@ class DPTableGAN(AdversarialModel):
     def get_config(self):
         return {"schema": self.schema.to_dict(), "latent_dim": self.latent_dim, "marginal_weight": self.marginal_weight}
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{**config, "schema": TableSchema.from_dict(config["schema"])})
+
 
 def release_noise_multiplier(noise_multiplier, target_epsilon, delta, sampling_probability, steps) -> float:
     """The marginals' noise multiplier (noise std over sensitivity): 0 in a run without noise; RELEASE_SHARE of the zCDP

@@ -6,18 +6,15 @@ import os
 import numpy as np
 
 
-def draw_samples(run=None, server=None, model_name=None, rest=False, num_samples=16, seed=0, labels=None) -> dict:
-    """{output name: array}: "samples" for image families, one entry per column for tables."""
+def draw_samples(export_dir=None, server=None, model_name=None, rest=False, num_samples=16, seed=0, labels=None) -> dict:
+    """{output name: array}: "samples" for image families, one entry per column for tables; from the SavedModel in
+    `export_dir` (no server) or from `server`."""
     if server is not None:
         from tfdpgen.serving.client import SamplerClient
         return SamplerClient(server, model_name, "rest" if rest else "grpc").sample(num_samples, seed, labels)
     import tensorflow as tf
     from tfdpgen.export.saved_model import DEFAULT_MAX_SAMPLES
-    from tfdpgen.training import finished_run_report
-    finished_run_report(run)
-    path = os.path.join(run, "saved_model", "1")
-    if not os.path.isdir(path):
-        raise ValueError(f"{run} has no saved_model/1: is it a finished tfdpgen run?")
+    path = export_dir
     with open(os.path.join(path, "assets", "tfdpgen.json")) as f:
         metadata = json.load(f)
     largest = metadata.get("max_samples", DEFAULT_MAX_SAMPLES)

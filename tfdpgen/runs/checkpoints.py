@@ -7,18 +7,13 @@ are stateless functions of (secret, step), a resumed run replays steps lost sinc
 replay is the same release as the lost step, so `steps` and `epsilon` end as in an uninterrupted run and nothing is
 under-counted.
 
-The secrets come from the operating system's entropy. Only `insecure_noise_seed` (for tests and debugging) derives
-them from a number, and then whoever knows that number can regenerate the noise: the run says so in privacy.json.
-`--seed` never reaches them.
+The secrets (runs.directory.RunDirectory.secrets) come from the operating system's entropy. Only `insecure_noise_seed`
+(for tests and debugging) derives them from a number, and then whoever knows that number can regenerate the noise: the
+run says so in privacy.json. `--seed` never reaches them.
 """
-import json
 import os
 
 import tensorflow as tf
-
-from tfdpgen.data.sampling import new_seed
-
-SECRETS = ".secrets.json"
 
 
 class CheckpointError(RuntimeError):
@@ -28,29 +23,6 @@ class CheckpointError(RuntimeError):
 INSECURE_NOISE_WARNING = (
     "This run's DP noise and batch sampling were derived from --insecure-noise-seed: the (epsilon, delta) guarantee "
     "holds only while that seed stays secret. Anyone who knows it can regenerate the noise and undo it.")
-
-
-def load_or_create_secrets(run_dir: str, insecure_noise_seed: int = None) -> dict:
-    """The run's noise key and sampling seed: read back on resume, else drawn from OS entropy (or, for tests and
-    debugging only, derived from `insecure_noise_seed`)."""
-    path = os.path.join(run_dir, SECRETS)
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    if insecure_noise_seed is None:
-        secrets = {"noise_key": new_seed(), "sampling_seed": new_seed()}
-    else:
-        secrets = {"noise_key": 2 * insecure_noise_seed + 1, "sampling_seed": 2 * insecure_noise_seed + 2}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(secrets, f)
-    return secrets
-
-
-def delete_secrets(run_dir: str) -> None:
-    path = os.path.join(run_dir, SECRETS)
-    if os.path.exists(path):
-        os.remove(path)
 
 
 class RunCheckpoint(tf.keras.callbacks.Callback):
