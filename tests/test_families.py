@@ -270,7 +270,7 @@ def test_image_family_trains_on_digits_and_exports(tmp_path, subprocess_env, cap
         assert out["signatures"] == ["serving_default"]
     if family == "sinkhorn":  # its export's metadata rebuilds the wider generator (and holds no entropic "epsilon")
         model, metadata = load_trained(str(output))
-        assert metadata["generator_width"] == model.generator_width == 2 and "epsilon" not in metadata
+        assert metadata["config"]["generator_width"] == model.generator_width == 2 and "epsilon" not in metadata
 
 
 def test_tabgan_trains_on_a_slice_of_adult_and_exports_readable_columns(tmp_path, shared_data, subprocess_env):
