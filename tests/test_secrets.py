@@ -73,7 +73,7 @@ def test_seed_fixes_weights_but_never_the_noise_and_no_file_holds_the_secrets(tm
 
 def test_the_files_scan_finds_a_secret_where_one_is_left(tmp_path, monkeypatch):
     """The scan above can fail: a run directory that kept its secrets file is caught."""
-    monkeypatch.setattr(training, "delete_secrets", lambda run_dir: None)
+    monkeypatch.setattr(RunDirectory, "delete_secrets", lambda run: None)
     secrets = train(monkeypatch, tmp_path / "kept")
     assert (tmp_path / "kept" / ".secrets.json").exists()
     assert {path for path, _ in files_holding(tmp_path / "kept", secret_values(secrets))} == {".secrets.json"}
