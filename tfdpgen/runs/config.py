@@ -67,6 +67,8 @@ class RunConfig:
     def build(cls, model="vae", dataset=None, engine="fast", strategy="default", devices=None, checkpoint_every=100,
               **settings) -> "RunConfig":
         family = find_family(model)
+        for name in [name for name in settings if name in FAMILIES and isinstance(settings[name], dict)]:
+            settings.update(settings.pop(name))  # the earlier form, marginal={"components": 16}, still taken
         own = {option.name for option in family.options}
         for name in settings:
             if name in own or name in {f.name for f in dataclasses.fields(cls)} - {"family", "options", "performance",
