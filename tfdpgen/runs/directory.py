@@ -22,6 +22,7 @@ class RunDirectoryError(ValueError):
 
 class RunDirectory:
     CONFIG, SPLIT, SECRETS, REPORT, STATEMENT = "run.json", "split.json", ".secrets.json", "privacy.json", "privacy.txt"
+    EVALUATION = "evaluation.json"
 
     def __init__(self, path: str):
         self.path = str(path)
@@ -38,7 +39,7 @@ class RunDirectory:
     checkpoints = property(lambda self: self.file("checkpoints"))
     export_dir = property(lambda self: self.file("saved_model", "1"))
     samples_picture = property(lambda self: self.file("samples.png"))
-    evaluation_path = property(lambda self: self.file("evaluation.json"))
+    evaluation_path = property(lambda self: self.file(self.EVALUATION))
 
     def evaluation_picture(self, kind: str) -> str:
         return self.file(f"evaluation_{kind}.png")

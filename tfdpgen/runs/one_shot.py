@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from tfdpgen.models.registry import TABLE
 from tfdpgen.privacy.ledger import PrivacyLedger, rho_for_epsilon
 from tfdpgen.privacy.settings import default_delta
 from tfdpgen.runs.checkpoints import INSECURE_NOISE_WARNING
@@ -41,7 +42,7 @@ def train_one_shot(config, run) -> str:
     tf.keras.utils.set_random_seed(config.seed if config.seed is not None else np.random.SeedSequence().entropy % 2**31)
     options = config.resolved_options()
     built = {option.name: options[option.name] for option in family.options if not option.release}
-    network = family.build(data, config.seed if family.data == "table" else None, **built)
+    network = family.build(data, config.seed if family.data == TABLE else None, **built)
 
     run.create(config.to_json(), split_record)
     secrets = run.secrets(config.insecure_noise_seed)

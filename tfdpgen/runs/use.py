@@ -50,7 +50,7 @@ def evaluate_run(run_dir: str, n_samples: int = None, real_test=None, verbose: b
     result = evaluate(model, family.name, family.data == TABLE, data, train, train_labels, test, test_labels, report,
                       split["order"], run.evaluation_picture, n_samples)
     result = {"run": os.path.abspath(run_dir), "family": family.name, "dataset": config["dataset"], **result}
-    run.write_json(os.path.basename(run.evaluation_path), result, indent=2)
+    run.write_json(run.EVALUATION, result, indent=2)
     if verbose:
         print(summary(result))
     return result
