@@ -30,7 +30,8 @@ from tfdpgen.data.tables import Column, TableSchema  # noqa: E402
 from tfdpgen.evaluation import tables  # noqa: E402
 from tfdpgen.models.marginal import DPMarginalTable  # noqa: E402
 from tfdpgen.privacy.aim import estimate_total, run_aim  # noqa: E402
-from tfdpgen.privacy.ledger import PrivacyLedger, rho_for_epsilon  # noqa: E402
+from tfdpgen.privacy.accounting import rho_for_epsilon
+from tfdpgen.privacy.ledger import PrivacyLedger  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "marginal_independence.json")
 ADULT_DOMAIN = os.path.join(HERE, "..", "..", "shared", "data", "adult", "adult-domain.json")

@@ -5,7 +5,7 @@ et al., PVLDB 2022 (AIM)). Install with `pip install -e '.[baselines]'` on Pytho
 needs NumPy 2; TF Privacy's pins keep Python 3.11 on NumPy 1.26).
 
 Both take the budget as rho (zCDP), the same conversion from (epsilon, delta) as tfdpgen's marginal family
-(tfdpgen.privacy.ledger.rho_for_epsilon), so the comparison is at equal privacy. Data: integer codes [N, columns].
+(tfdpgen.privacy.accounting.rho_for_epsilon), so the comparison is at equal privacy. Data: integer codes [N, columns].
 """
 import itertools
 import math

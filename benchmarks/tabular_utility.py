@@ -7,7 +7,7 @@
 
 The environment: Python >= 3.12 with `pip install -e '.[baselines]'` (mbi needs NumPy 2; see benchmarks/
 mbi_baselines.py). Data: ../shared/data/adult, rows 0..39,999 private, 40,000..48,841 held out; target income>50K;
-delta 1e-5. Every method gets the same zCDP budget for its epsilon (tfdpgen.privacy.ledger.rho_for_epsilon) and
+delta 1e-5. Every method gets the same zCDP budget for its epsilon (tfdpgen.privacy.accounting.rho_for_epsilon) and
 releases 40,000 rows; the held-out rows are read only for the scores:
 - gradient-boosted trees and logistic regression trained on the synthetic rows, ROC AUC on the held-out rows;
 - mean total-variation distance of every 1-way and 2-way marginal, and of every 3-way marginal with the target,
@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 from tfdpgen.data.tables import load_table, table_codes  # noqa: E402
 from tfdpgen.evaluation import tables  # noqa: E402
 from tfdpgen.evaluation.evaluate import synthetic_labels  # noqa: E402
-from tfdpgen.privacy.ledger import rho_for_epsilon  # noqa: E402
+from tfdpgen.privacy.accounting import rho_for_epsilon  # noqa: E402
 from tfdpgen.runs import evaluate_run, load_trained, train_run  # noqa: E402
 
 ADULT = os.path.join(HERE, "..", "..", "shared", "data", "adult")

@@ -20,7 +20,8 @@ from tfdpgen.data.tables import Column, TableSchema, load_table, table_codes
 from tfdpgen.evaluation import tables
 from tfdpgen.models.marginal import DEFAULT_INDEPENDENCE, DPMarginalTable
 from tfdpgen.privacy.aim import Measurement, marginal_counts, measure_exactly, run_aim
-from tfdpgen.privacy.ledger import PrivacyLedger, epsilon_for_rho, rho_for_epsilon
+from tfdpgen.privacy.accounting import epsilon_for_rho, rho_for_epsilon
+from tfdpgen.privacy.ledger import PrivacyLedger
 from tfdpgen.privacy.releases import exponential_choice, gaussian_release
 from toys import assert_scale
 

@@ -16,7 +16,8 @@ import tfdpgen
 from tfdpgen.data.tables import TableSchema, load_table
 from tfdpgen.data.sampling import private_batches
 from tfdpgen.models.tabular_gan import RELEASE_SHARE, DPTableGAN
-from tfdpgen.privacy.ledger import PrivacyLedger, rho_for_epsilon
+from tfdpgen.privacy.accounting import rho_for_epsilon
+from tfdpgen.privacy.ledger import PrivacyLedger
 from tfdpgen.runs import train_run
 from tfdpgen.runs.dp_sgd import release_marginals
 
@@ -82,7 +83,7 @@ def test_epsilon_composes_the_release_with_the_steps(tmp_path):
     assert 1 / (2 * release ** 2) == pytest.approx(RELEASE_SHARE * rho_for_epsilon(2.0, report["delta"]), rel=1e-6)
     [entry] = report["releases"]
     assert entry["mechanism"] == "gaussian" and entry["stddev"] == pytest.approx(release * math.sqrt(2))
-    assert report["mechanisms"] == {"dp_sgd_steps": report["steps"], "gaussian_release": 1}
+    assert report["mechanisms"] == {"dp_sgd_steps": report["steps"], "gaussian": 1}
 
     def epsilon(*events):
         accountant = dp_accounting.rdp.RdpAccountant()

@@ -1,7 +1,10 @@
 """Small deterministic models for statistical tests of the DP step, and the mark for tests that need TF Privacy."""
+import math
+
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy import stats
 
 from tfdpgen._compat import TF_PRIVACY_INSTALL, has_tf_privacy
 from tfdpgen.models.base import DPGenerativeModel
@@ -41,3 +44,18 @@ def assert_scale(noise, stddev, tolerance=0.03):
     noise = np.asarray(noise, np.float64)
     assert has_scale(noise, stddev, tolerance), (float(np.std(noise)), stddev)
     assert not has_scale(1.1 * noise, stddev, tolerance) and not has_scale(noise / 1.1, stddev, tolerance)
+
+
+def analytic_gaussian_epsilon(noise_multiplier, delta):
+    """The exact epsilon of one Gaussian mechanism (Balle and Wang 2018, Thm. 8), by bisection on
+    delta(eps) = Phi(1/(2z) - eps z) - e^eps Phi(-1/(2z) - eps z): independent of dp_accounting."""
+    z = noise_multiplier
+
+    def delta_at(eps):
+        return stats.norm.cdf(1 / (2 * z) - eps * z) - math.exp(eps) * stats.norm.cdf(-1 / (2 * z) - eps * z)
+
+    lo, hi = 0.0, 100.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if delta_at(mid) <= delta else (mid, hi)
+    return hi

@@ -81,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"expected batch size (Poisson) or batch size; {per_model('batch_size')}")
     train.add_argument("--sampling", choices=["poisson", "shuffle"], default="poisson",
                        help="poisson is what the accounting assumes; shuffle reports with a caveat")
-    train.add_argument("--accountant", choices=["rdp", "pld"], default="rdp")
+    train.add_argument("--accountant", choices=["rdp", "pld"],
+                       help="what composes the run's mechanisms into its epsilon: rdp (Renyi DP) or pld (privacy loss "
+                            "distributions, tighter); default rdp" + "".join(
+                                f", {f.accountant} for {f.name}" for f in FAMILIES.values() if f.accountant != "rdp"))
     train.add_argument("--optimizer", choices=OPTIMIZERS, default="dp-adam",
                        help="dp2-*: DP^2 delayed preconditioners (alternating phases of --dp2-delay DP-SGD and "
                             "preconditioned steps)")

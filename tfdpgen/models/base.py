@@ -214,9 +214,10 @@ class DPGenerativeModel(tf.keras.Model):
             callbacks.insert(0, PrivacyBudget())
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
-    def privacy_report(self) -> dict:
-        """The privacy.json fields for the steps this model has taken."""
-        report = privacy_report(self.privacy, int(self.dp_steps.numpy()))
+    def privacy_report(self, releases=None) -> dict:
+        """The privacy.json fields for the steps this model has taken, after the one-shot `releases` (a PrivacyLedger)
+        the run made before them, if any."""
+        report = privacy_report(self.privacy, int(self.dp_steps.numpy()), releases)
         report["optimizer"] = self.optimizer_name
         report["dp2_delay"] = self.optimizer.delay if isinstance(self.optimizer, DP2Optimizer) else None
         if self.adaptive_clip is not None:

@@ -272,14 +272,16 @@ class DPMarginalTable(tf.keras.Model):
     release_stream = ()  # AIM's noise stream under the run's secret key
     method = "AIM selection (McKenna et al. 2022) of noisy marginals; a mixture of products fitted to them"
 
-    def release_and_fit(self, data, train, rho, rng, ledger, seed=0, max_cells=MAX_CELLS, verbose=1):
-        """The run's only access to the private rows `data`[train]: AIM's measurements and selections at zCDP `rho`
-        (None: every candidate measured exactly, a non-private run), then the last fit. Returns report fields."""
+    def release_and_fit(self, data, train, budget, rng, ledger, seed=0, max_cells=MAX_CELLS, verbose=1):
+        """The run's only access to the private rows `data`[train]: AIM's measurements and selections spending the
+        zCDP budget of `budget` (a privacy.accounting.ReleaseBudget; None: every candidate measured exactly, a
+        non-private run), then the last fit. Returns report fields."""
         codes = table_codes(data, self.bins)[train]
         names = [column.name for column in self.schema.columns]
-        if rho is not None:
-            measurements = run_aim(codes, self.sizes, self.condition_index, rho, self, rng, ledger, names, max_cells,
-                                   log=print if verbose else (lambda line: None))
+        if budget is not None:
+            log = print if verbose else (lambda line: None)
+            measurements = run_aim(codes, self.sizes, self.condition_index, budget.rho, self, rng, ledger, names,
+                                   max_cells, log=log)
         else:
             measurements = measure_exactly(codes, self.sizes, self.condition_index, max_cells)
         self.fit(measurements, estimate_total(measurements), steps=FINAL_FIT_STEPS)
@@ -296,10 +298,11 @@ class DPMarginalTable(tf.keras.Model):
         return (f"This run made {counts.get('gaussian', 0)} Gaussian releases of marginal counts (L2 sensitivity 1 "
                 f"each) and {counts.get('exponential', 0)} exponential-mechanism choices of which marginal to "
                 f"measure, from {report['dataset_size']} private records, spending rho = {report['rho']:.6g} "
-                f"(zero-concentrated DP) in all. Composed by dp_accounting's RDP accountant, the run satisfies "
-                f"({report['epsilon']:.6g}, {report['delta']:.0e})-differential privacy for adding or removing one "
-                f"record (target epsilon {report['target_epsilon']}). The schema (columns, categories, numeric bounds "
-                "and bins) is public and not protected. privacy.json lists every release.\n")
+                f"(zero-concentrated DP) in all. Composed by dp_accounting's {report['composed_by'].upper()} "
+                f"accountant, the run satisfies ({report['epsilon']:.6g}, {report['delta']:.0e})-differential "
+                f"privacy for adding or removing one record (target epsilon {report['target_epsilon']}). The schema "
+                "(columns, categories, numeric bounds and bins) is public and not protected. privacy.json lists every "
+                "release.\n")
 
     @classmethod
     def from_config(cls, config):

@@ -22,7 +22,7 @@ import tensorflow as tf
 from tfdpgen.data.images import DataError
 from tfdpgen.models.base import draw_samples
 from tfdpgen.models.gan import SHAPES, generator_network
-from tfdpgen.privacy.releases import gaussian_release, gaussian_stddev_for_rho
+from tfdpgen.privacy.releases import gaussian_release
 
 COUNT_WEIGHT = 0.2  # b: the class-count entry's share of each contribution (its noise is sigma / b in counts)
 MNIST_BANDWIDTH_SQUARED = 127.0  # DP-MERF's rff_sigma for 784 pixels in [0, 1]
@@ -141,12 +141,13 @@ class DPMERF(tf.keras.Model):
     method = ("DP-MERF (Harder et al. 2021): one release of random-feature mean embeddings; a generator fitted to "
               "it")
 
-    def release_and_fit(self, data, train, rho, rng, ledger, seed=0, fit_steps=DEFAULT_FIT_STEPS, verbose=1):
+    def release_and_fit(self, data, train, budget, rng, ledger, seed=0, fit_steps=DEFAULT_FIT_STEPS, verbose=1):
         """The run's only access to the private images `data.images[train]`: one Gaussian release of their
-        embeddings' sum at zCDP `rho` (None: no noise, a non-private run), then the fit. Returns report fields."""
+        embeddings' sum spending `budget` (a privacy.accounting.ReleaseBudget; None: no noise, a non-private run),
+        then the fit. Returns report fields."""
         sums = self.release_statistic(data.images[train], data.labels[train])
-        if rho is not None:
-            sums = gaussian_release(sums, gaussian_stddev_for_rho(self.sensitivity, rho), self.sensitivity, rng,
+        if budget is not None:
+            sums = gaussian_release(sums, budget.single_gaussian_stddev(self.sensitivity), self.sensitivity, rng,
                                     ledger, EMBEDDINGS)
         counts = self.set_release(sums)
         if verbose:
@@ -165,11 +166,11 @@ class DPMERF(tf.keras.Model):
         release = report["releases"][0]
         return (f"This run read the {report['dataset_size']} private images once: one Gaussian release of their "
                 f"{EMBEDDINGS} (L2 sensitivity {release['sensitivity']:g}, noise standard deviation "
-                f"{release['stddev']:.6g}), rho = {report['rho']:.6g} zero-concentrated DP. By dp_accounting's RDP "
-                f"accountant the run satisfies ({report['epsilon']:.6g}, {report['delta']:.0e})-differential privacy "
-                f"for adding or removing one record (target epsilon {report['target_epsilon']}). The generator was "
-                "fitted to the release alone (post-processing). The label set, image shape and the random features "
-                "(a public seed) are public and not protected.\n")
+                f"{release['stddev']:.6g}), rho = {report['rho']:.6g} zero-concentrated DP. By dp_accounting's "
+                f"{report['composed_by'].upper()} accountant the run satisfies ({report['epsilon']:.6g}, "
+                f"{report['delta']:.0e})-differential privacy for adding or removing one record (target epsilon "
+                f"{report['target_epsilon']}). The generator was fitted to the release alone (post-processing). The "
+                "label set, image shape and the random features (a public seed) are public and not protected.\n")
 
     @classmethod
     def from_config(cls, config):

@@ -4,8 +4,6 @@ Each takes the private statistic in its bounded form (its sensitivity is the cal
 entry), draws from `rng` (a numpy Generator seeded from the run's secret noise key, never from a public seed) and
 records the release in the run's PrivacyLedger, which is the only place epsilon comes from.
 """
-import math
-
 import numpy as np
 
 from tfdpgen.privacy.ledger import PrivacyLedger
@@ -31,9 +29,3 @@ def exponential_choice(scores: np.ndarray, epsilon: float, sensitivity: float, r
     ledger.exponential(epsilon, sensitivity, len(scores), what)
     return int(np.argmax(epsilon * scores / (2 * sensitivity) + rng.gumbel(size=len(scores))))
 
-
-def gaussian_stddev_for_rho(sensitivity: float, rho: float) -> float:
-    """The noise stddev at which a Gaussian release of L2 sensitivity `sensitivity` is rho-zCDP."""
-    if not rho > 0:
-        raise ValueError(f"a Gaussian release needs a positive zCDP budget rho, got {rho}.")
-    return sensitivity / math.sqrt(2 * rho)

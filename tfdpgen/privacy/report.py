@@ -3,7 +3,11 @@ import math
 
 from tfdpgen._compat import TF_PRIVACY_INSTALL, has_tf_privacy, tf_privacy
 from tfdpgen.privacy import accounting
+from tfdpgen.privacy.ledger import GAUSSIAN, PrivacyLedger
 from tfdpgen.privacy.settings import PrivacySettings
+
+ADJACENCY = "add-or-remove-one record (example-level DP)"
+NO_DP = "noise_multiplier is 0: this run has no differential privacy guarantee."
 
 SHUFFLE_CAVEAT = (
     "Batches were shuffled fixed-size batches, not Poisson-sampled. `epsilon` is the figure that assumes Poisson "
@@ -12,13 +16,42 @@ SHUFFLE_CAVEAT = (
     "used once per epoch, no amplification) is. Train with sampling='poisson' for an exact guarantee.")
 
 
-def privacy_report(settings: PrivacySettings, steps: int) -> dict:
-    """The privacy.json fields for `steps` DP steps taken with `settings` (resolved)."""
-    epsilon = accounting.compute_epsilon(settings.noise_multiplier, settings.sampling_probability, steps,
-                                         settings.delta, settings.accountant, settings.release_noise_multiplier)
+def ledger_report(ledger: PrivacyLedger, delta: float, private: bool = True) -> dict:
+    """privacy.json's account of `ledger` at `delta`, for every family: the epsilon of all its mechanisms composed,
+    the accountant asked for and the one that composed them (RDP where an exponential choice has no PLD form), what
+    each mechanism did, and every one-shot release (None and a note without noise)."""
+    epsilon = ledger.epsilon(delta) if private else math.inf
+    report = {"epsilon": None if math.isinf(epsilon) else epsilon, "delta": delta, "accountant": ledger.accountant,
+              "composed_by": ledger.composed_by(), "mechanisms": ledger.counts(), "releases": ledger.to_list(),
+              "adjacency": ADJACENCY}
+    if math.isinf(epsilon):
+        report["note"] = NO_DP
+    return report
+
+
+def dp_sgd_ledger(settings: PrivacySettings, steps: int, releases: PrivacyLedger = None) -> PrivacyLedger:
+    """The ledger of `steps` DP steps taken with `settings` (resolved), after the one-shot releases in `releases` (the
+    tabular GAN's marginals; by default the one `settings.release_noise_multiplier` describes)."""
+    if releases is None:
+        return accounting.dp_sgd_ledger(settings.noise_multiplier, settings.sampling_probability, steps,
+                                        settings.accountant, settings.release_noise_multiplier)
+    made = [release.stddev / release.sensitivity for release in releases.releases]
+    wanted = [settings.release_noise_multiplier] if settings.release_noise_multiplier else []  # 0: exact, no DP
+    if not (len(made) == len(wanted) and all(math.isclose(a, b, rel_tol=1e-12) for a, b in zip(made, wanted))
+            and all(release.mechanism == GAUSSIAN for release in releases.releases)):
+        raise ValueError(f"the releases made (noise multipliers {made}) are not those the settings account for "
+                         f"({wanted}).")
+    ledger = releases.copy()
+    ledger.accountant = settings.accountant
+    ledger.dp_sgd_steps(settings.noise_multiplier, settings.sampling_probability, steps)
+    return ledger
+
+
+def privacy_report(settings: PrivacySettings, steps: int, releases: PrivacyLedger = None) -> dict:
+    """The privacy.json fields for `steps` DP steps taken with `settings` (resolved), after `releases` if any."""
+    ledger = dp_sgd_ledger(settings, steps, releases)
     report = {
-        "epsilon": None if math.isinf(epsilon) else epsilon,
-        "delta": settings.delta,
+        **ledger_report(ledger, settings.delta, settings.noise_multiplier > 0 and settings.release_noise_multiplier != 0),
         "noise_multiplier": settings.noise_multiplier,
         "effective_noise_multiplier": settings.effective_noise_multiplier,
         "l2_norm_clip": settings.l2_norm_clip,
@@ -27,16 +60,13 @@ def privacy_report(settings: PrivacySettings, steps: int) -> dict:
         "steps": int(steps),
         "sampling": settings.sampling,
         "sampling_probability": settings.sampling_probability,
-        "accountant": settings.accountant,
         "dataset_size": settings.dataset_size,
         "batch_size": settings.batch_size,
         "epochs": steps / settings.steps_per_epoch,
         "target_epsilon": settings.target_epsilon,
-        "adjacency": "add-or-remove-one record (example-level DP)",
     }
     if settings.release_noise_multiplier is not None:
         report["release_noise_multiplier"] = settings.release_noise_multiplier
-        report["mechanisms"] = {"dp_sgd_steps": int(steps), "gaussian_release": 1}
     if settings.clipping == "adaptive":
         report["clipped_count_stddev"] = settings.count_stddev
         report["adaptive_clipping"] = (
@@ -44,8 +74,6 @@ def privacy_report(settings: PrivacySettings, steps: int) -> dict:
             "effective_noise_multiplier * clip and the count of unclipped examples (sensitivity 1/2) with noise "
             "clipped_count_stddev; together they are one Gaussian release at noise_multiplier, the figure the "
             "accountant uses.")
-    if math.isinf(epsilon):
-        report["note"] = "noise_multiplier is 0: this run has no differential privacy guarantee."
     if settings.sampling == "shuffle":
         report["caveat"] = SHUFFLE_CAVEAT
         report["epsilon_without_sampling_amplification"] = accounting.compute_epsilon(

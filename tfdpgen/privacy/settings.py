@@ -4,6 +4,7 @@ import math
 from typing import Optional
 
 from tfdpgen.privacy import accounting
+from tfdpgen.privacy.ledger import ACCOUNTANTS
 
 SAMPLINGS = ("poisson", "shuffle")
 CLIPPINGS = ("fixed", "adaptive")
@@ -70,8 +71,8 @@ class PrivacySettings:
             fail(f"batch_size must be an integer in [1, dataset_size={self.dataset_size}], got {self.batch_size!r}.")
         if self.sampling not in SAMPLINGS:
             fail(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}.")
-        if self.accountant not in accounting.ACCOUNTANTS:
-            fail(f"accountant must be one of {accounting.ACCOUNTANTS}, got {self.accountant!r}.")
+        if self.accountant not in ACCOUNTANTS:
+            fail(f"accountant must be one of {ACCOUNTANTS}, got {self.accountant!r}.")
         if self.clipping not in CLIPPINGS:
             fail(f"clipping must be one of {CLIPPINGS}, got {self.clipping!r}.")
         if not 0 < self.target_quantile < 1:

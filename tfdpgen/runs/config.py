@@ -12,14 +12,15 @@ from typing import Optional
 from tfdpgen.data.tables import DATAFRAME, TABLES, TableSchema, is_frame
 from tfdpgen.models.diffusion import PRETRAIN_EPOCHS
 from tfdpgen.models.registry import DP_SGD, FAMILIES, TABLE, Family, family as find_family
+from tfdpgen.privacy.ledger import ACCOUNTANTS
 from tfdpgen.privacy.optimizers import canonical_name
 
 DEFAULT_EPSILON = 3.0
 # DP-SGD settings: a one-shot family refuses them when given (None, or the default below, counts as not given).
 DP_SGD_ONLY = ("epochs", "batch_size", "l2_norm_clip", "learning_rate", "latent_dim", "dp2_learning_rate",
                "discriminator_steps", "pretrain", "pretrain_epochs")
-DP_SGD_CHOICES = {"sampling": "poisson", "accountant": "rdp", "optimizer": "dp-adam", "clipping": "fixed",
-                  "engine": "fast", "strategy": "default"}
+DP_SGD_CHOICES = {"sampling": "poisson", "optimizer": "dp-adam", "clipping": "fixed", "engine": "fast",
+                  "strategy": "default"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +45,7 @@ class RunConfig:
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
     sampling: str = "poisson"
-    accountant: str = "rdp"
+    accountant: Optional[str] = None  # None: the family's (models.registry)
     optimizer: str = "dp-adam"
     learning_rate: Optional[float] = None
     latent_dim: Optional[int] = None
@@ -92,6 +93,8 @@ class RunConfig:
         config = cls(family=family, dataset=dataset or family.default_dataset, frame=frame, options=options,
                      performance=Performance(engine, strategy, devices, checkpoint_every), **settings)
         config.check()
+        if config.accountant is None:
+            config = dataclasses.replace(config, accountant=family.accountant)
         if config.epsilon is None and config.noise_multiplier != 0 and (
                 config.noise_multiplier is None or family.mechanism != DP_SGD):
             config = dataclasses.replace(config, epsilon=DEFAULT_EPSILON)
@@ -117,6 +120,8 @@ class RunConfig:
             if option.kind is float and not (isinstance(value, (int, float)) and not isinstance(value, bool)
                                              and value >= option.least):
                 raise ValueError(f"{flag} must be a number of at least {option.least:g}, got {value!r}.")
+        if self.accountant not in (None, *ACCOUNTANTS):
+            raise ValueError(f"--accountant must be one of {', '.join(ACCOUNTANTS)}, got {self.accountant!r}.")
         if self.delta is not None and not 0 < self.delta < 1:
             raise ValueError(f"--delta must be in (0, 1), got {self.delta!r}.")
         if self.seed is not None and not 0 <= self.seed < 2**32:
@@ -197,8 +202,8 @@ class RunConfig:
         if self.family.mechanism != DP_SGD:
             table = {"schema": self.schema} if self.family.data == TABLE else {}
             return {**common, **table, "epsilon": self.epsilon, "delta": self.delta,
-                    "noise_multiplier": self.noise_multiplier, "seed": self.seed, "holdout": self.holdout,
-                    "holdout_order": self.holdout_order, **self.resolved_options(), **tail}
+                    "noise_multiplier": self.noise_multiplier, "accountant": self.accountant, "seed": self.seed,
+                    "holdout": self.holdout, "holdout_order": self.holdout_order, **self.resolved_options(), **tail}
         config = {**common, **{key: getattr(self, key) for key in (
             "epsilon", "delta", "noise_multiplier", "l2_norm_clip", "epochs", "batch_size", "sampling", "accountant",
             "optimizer", "learning_rate", "latent_dim", "seed", "clipping", "target_quantile", "dp2_delay",

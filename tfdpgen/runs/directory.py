@@ -48,6 +48,18 @@ class RunDirectory:
     def resumes(self, config: dict) -> bool:
         """True when the directory holds an unfinished run of the same settings (resume), False when it is new or
         empty; anything else is refused."""
+        if not self.holds_unfinished_run():
+            return False
+        saved = self.config()
+        changed = [f"{key}: {saved.get(key)!r} -> {value!r}" for key, value in config.items() if saved.get(key) != value]
+        if changed:
+            raise RunDirectoryError(f"--output {self.path} holds an unfinished run with other settings "
+                                    f"({'; '.join(changed)}). Resume it with its own settings, or give a new "
+                                    "directory. Nothing was overwritten.")
+        return True
+
+    def holds_unfinished_run(self) -> bool:
+        """True for an unfinished run, False for a new or empty directory; a finished run or other files are refused."""
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise RunDirectoryError(f"--output {self.path} is a file; give a directory.")
         if os.path.exists(self.report_path):
@@ -58,17 +70,12 @@ class RunDirectory:
         if not os.path.exists(self.config_path):
             raise RunDirectoryError(f"--output {self.path} holds files that are not a tfdpgen run; give a new or "
                                     "empty directory. Nothing was overwritten.")
-        saved = self.config()
-        changed = [f"{key}: {saved.get(key)!r} -> {value!r}" for key, value in config.items() if saved.get(key) != value]
-        if changed:
-            raise RunDirectoryError(f"--output {self.path} holds an unfinished run with other settings "
-                                    f"({'; '.join(changed)}). Resume it with its own settings, or give a new "
-                                    "directory. Nothing was overwritten.")
         return True
 
-    def refuse_unfinished(self, config: dict, family: str) -> None:
-        """One-shot runs cannot resume (their noisy releases are not kept): an unfinished one is refused."""
-        if self.resumes(config):
+    def refuse_unfinished(self, family: str) -> None:
+        """One-shot runs cannot resume (their noisy releases are not kept): an unfinished run, of any settings, is
+        refused."""
+        if self.holds_unfinished_run():
             raise RunDirectoryError(
                 f"--output {self.path} holds an unfinished {family} run. It cannot be resumed (its noisy releases were "
                 "not kept), and what it released before it stopped counts against your data's budget too. Give a "

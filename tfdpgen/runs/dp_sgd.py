@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfdpgen._compat import TF_PRIVACY_INSTALL, has_tf_privacy
 from tfdpgen.data.images import DataError, public_images
 from tfdpgen.data.sampling import distributed_private_batches, new_seed
-from tfdpgen.models.tabular_gan import MARGINALS, release_noise_multiplier
+from tfdpgen.models.tabular_gan import MARGINALS, RELEASE_SHARE
 from tfdpgen.privacy import accounting
 from tfdpgen.privacy.optimizers import make_optimizer
 from tfdpgen.privacy.releases import gaussian_release
@@ -59,9 +59,9 @@ def privacy_settings(config, dataset_size, anchors_marginals) -> PrivacySettings
         delta=config.delta, sampling=config.sampling, accountant=config.accountant, clipping=config.clipping,
         target_quantile=config.target_quantile)
     if anchors_marginals:  # the tabular GAN's one-shot release, composed with its steps
-        release = release_noise_multiplier(config.noise_multiplier, config.epsilon,
-                                           settings.delta or default_delta(dataset_size),
-                                           settings.sampling_probability, settings.steps)
+        release = accounting.release_noise_multiplier(config.noise_multiplier, config.epsilon,
+                                                      settings.delta or default_delta(dataset_size),
+                                                      settings.sampling_probability, settings.steps, RELEASE_SHARE)
         settings = dataclasses.replace(settings, release_noise_multiplier=release)
     return settings.resolved()
 
@@ -98,7 +98,7 @@ def train_dp_sgd(config, run) -> str:
                         noise_key=secrets["noise_key"], engine=performance.engine, dp2_delay=config.dp2_delay,
                         dp2_learning_rate=config.dp2_learning_rate)
         network.optimizer._create_all_weights(network.trainable_variables)
-    ledger = PrivacyLedger()
+    ledger = PrivacyLedger(settings.accountant)  # the one-shot releases, before the steps
     if settings.release_noise_multiplier is not None:
         release_marginals(network, records, labels, settings.release_noise_multiplier, secrets["noise_key"], ledger,
                           record_only=resuming)  # a resumed run has them in its checkpoint
@@ -134,9 +134,7 @@ def train_dp_sgd(config, run) -> str:
                                                secrets["sampling_seed"], network.dp_steps),
            [checkpoint], verbose)
     checkpoint.save()
-    report = network.privacy_report()
-    if ledger.releases:
-        report["releases"] = ledger.to_list()
+    report = network.privacy_report(ledger)
     if config.pretrain is not None:
         report["public_pretraining"] = {"dataset": config.pretrain, "epochs": config.pretrain_epochs,
                                         "privacy_cost": "none: public data, no private record"}
