@@ -23,6 +23,19 @@ from toys import analytic_gaussian_epsilon, assert_scale
 
 
 @pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 1)])
+def test_no_record_moves_the_release_by_more_than_its_sensitivity(shape):
+    """Bug caught: the features computed in float32, whose rows reach norm 1 + 7e-9, above the sensitivity 1 the
+    noise is calibrated to."""
+    images = np.random.default_rng(1).uniform(size=(2000, *shape)).astype(np.float32)
+    model = DPMERF(shape, 10, frequencies=2000)
+    labels = np.zeros(len(images), np.int64)
+    contributions = [np.linalg.norm(model.release_statistic(images[k:k + 1], labels[k:k + 1]))
+                     for k in range(0, len(images), 10)]
+    norms = np.linalg.norm(model.release_features(images), axis=-1)
+    assert max(contributions) <= model.sensitivity and norms.max() <= 1.0 and norms.min() > 1 - 1e-9
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 1)])
 def test_each_record_moves_the_statistic_by_exactly_one(shape):
     rng = np.random.default_rng(0)
     images, labels = rng.uniform(size=(40, *shape)).astype(np.float32), rng.integers(0, 10, 40)

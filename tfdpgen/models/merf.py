@@ -4,9 +4,9 @@ After Harder, Adamczewski and Park, "DP-MERF: Differentially Private Mean Embedd
 Practical Privacy-Preserving Data Generation" (AISTATS 2021; github frhrdr/Differentially-Private-Mean-Embeddings-
 with-Random-Features-for-Synthetic-Data-Generation). Each image x (flattened) maps to random Fourier features of a
 Gaussian kernel, phi(x) = [cos(W x), sin(W x)] / sqrt(m) with W's m rows drawn N(0, I / bandwidth^2) from a public
-seed, so ||phi(x)|| = 1 exactly. A record (x, y) contributes psi(x, y) = [a phi(x), b] in the row of its class y
+seed, so ||phi(x)|| = 1 (computed for the release in float64, just under 1). A record (x, y) contributes psi(x, y) = [a phi(x), b] in the row of its class y
 (a^2 + b^2 = 1; the last entry counts the class), so adding or removing a record moves the [classes, 2m + 1] sum of
-contributions by exactly 1 in L2 norm: the whole data set is read once, by one Gaussian release of that sum
+contributions by at most 1 in L2 norm: the whole data set is read once, by one Gaussian release of that sum
 (privacy.releases). Everything after it is post-processing: the class means are the released sums over the released
 counts, and the generator (the conditional GAN's network) is fitted so that, per class, the mean features of its
 samples match them: the kernel's maximum mean discrepancy, approximated by the random features.
@@ -53,8 +53,9 @@ class DPMERF(tf.keras.Model):
         self.frequencies, self.feature_seed = int(frequencies), int(feature_seed)
         self.bandwidth = float(bandwidth or math.sqrt(MNIST_BANDWIDTH_SQUARED * self.pixels / 784))
         # Public: drawn from a public seed, nothing about the data (the kernel is chosen before the data is read).
-        draws = np.random.default_rng(self.feature_seed).normal(size=(self.pixels, self.frequencies))
-        self.projection = tf.constant(draws / self.bandwidth, tf.float32)
+        self.projection64 = np.random.default_rng(self.feature_seed).normal(
+            size=(self.pixels, self.frequencies)) / self.bandwidth
+        self.projection = tf.constant(self.projection64, tf.float32)
         self.generator = generator_network(image_shape, self.latent_dim + self.num_classes)
         # What was released (kept, so the run's checkpoint shows it); the per-class targets are read from it.
         self.release = tf.Variable(tf.zeros([self.num_classes, 2 * self.frequencies + 1], tf.float64), trainable=False,
@@ -68,15 +69,21 @@ class DPMERF(tf.keras.Model):
         projected = tf.matmul(tf.reshape(tf.cast(images, tf.float32), [-1, self.pixels]), self.projection)
         return tf.concat([tf.cos(projected), tf.sin(projected)], -1) / math.sqrt(self.frequencies)
 
+    def release_features(self, images) -> np.ndarray:
+        """phi(x) [n, 2m] for the release, in float64 and scaled to norm 1 - 1e-12, so that a record's contribution
+        stays within the sensitivity after rounding (float32 rows reach 1 + 7e-9)."""
+        projected = np.reshape(np.asarray(images, np.float64), [-1, self.pixels]) @ self.projection64
+        features = np.concatenate([np.cos(projected), np.sin(projected)], -1)
+        return features * ((1 - 1e-12) / np.linalg.norm(features, axis=-1, keepdims=True))
+
     def release_statistic(self, images, labels, chunk: int = 1000) -> np.ndarray:
         """sum_i psi(x_i, y_i) as a [classes, 2m + 1] array: row y_i gets [a phi(x_i), b]. One record moves it by
-        exactly `sensitivity` (1) in L2 norm."""
+        at most `sensitivity` (1) in L2 norm."""
         a = math.sqrt(1 - COUNT_WEIGHT ** 2)
         sums = np.zeros([self.num_classes, 2 * self.frequencies + 1])
         labels = np.asarray(labels).reshape(-1).astype(np.int64)
         for start in range(0, len(labels), chunk):
-            features = a * self.features(images[start:start + chunk]).numpy().astype(np.float64)
-            np.add.at(sums[:, :-1], labels[start:start + chunk], features)
+            np.add.at(sums[:, :-1], labels[start:start + chunk], a * self.release_features(images[start:start + chunk]))
         sums[:, -1] = COUNT_WEIGHT * np.bincount(labels, minlength=self.num_classes)
         return sums
 
