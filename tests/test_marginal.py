@@ -361,3 +361,19 @@ def test_adult_codes_match_the_file():
     codes = table_codes(data, 16)
     first = open(os.path.join(adult, "adult.csv")).readlines()[1].strip().split(",")
     assert codes[0].tolist() == [int(v) for v in first]
+
+
+def test_a_column_outside_every_workload_marginal_is_refused_before_any_release(tmp_path, capsys):
+    """Bug caught (found by the privacy review): a column in no workload marginal of at most max_cells cells made AIM
+    spend its 1-way budget and then stop with a KeyError."""
+    rng, sizes = np.random.default_rng(0), [60, 200, 60]
+    codes = np.stack([rng.integers(0, size, 500) for size in sizes], 1)
+    ledger = PrivacyLedger()
+    with pytest.raises(ValueError, match=r"column 'b' \(200 cells\).*raise --max-cells to 12000"):
+        run_aim(codes, sizes, 2, 1.0, None, rng, ledger, list("abc"), max_cells=10_000)
+    assert not ledger.releases
+    run = tmp_path / "run"
+    assert run_cli("--output", str(run), "--max-cells", "4") == 2
+    error = capsys.readouterr().err
+    assert "is in no marginal of at most --max-cells 4 cells" in error and len(error.strip().splitlines()) == 1
+    assert not run.exists()

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfdpgen.data.tables import TableData, TableSchema, table_codes
-from tfdpgen.privacy.aim import estimate_total, measure_exactly, run_aim
+from tfdpgen.privacy.aim import check_workload, estimate_total, measure_exactly, run_aim
 
 DEFAULT_COMPONENTS = 256
 MAX_ANSWER_CELLS = 50_000_000  # the answer tensor A (condition values x W x W) stays under 200 MB
@@ -271,6 +271,10 @@ class DPMarginalTable(tf.keras.Model):
 
     release_stream = ()  # AIM's noise stream under the run's secret key
     method = "AIM selection (McKenna et al. 2022) of noisy marginals; a mixture of products fitted to them"
+
+    def check_release(self, max_cells=MAX_CELLS) -> None:
+        """Refuse, before anything is written or released, settings AIM cannot run with."""
+        check_workload(self.sizes, self.condition_index, max_cells, [column.name for column in self.schema.columns])
 
     def release_and_fit(self, data, train, budget, rng, ledger, seed=0, max_cells=MAX_CELLS, verbose=1):
         """The run's only access to the private rows `data`[train]: AIM's measurements and selections spending the

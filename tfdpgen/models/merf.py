@@ -148,6 +148,9 @@ class DPMERF(tf.keras.Model):
     method = ("DP-MERF (Harder et al. 2021): one release of random-feature mean embeddings; a generator fitted to "
               "it")
 
+    def check_release(self, fit_steps=DEFAULT_FIT_STEPS) -> None:
+        """Nothing to refuse: the fit's settings are checked where the run is configured."""
+
     def release_and_fit(self, data, train, budget, rng, ledger, seed=0, fit_steps=DEFAULT_FIT_STEPS, verbose=1):
         """The run's only access to the private images `data.images[train]`: one Gaussian release of their
         embeddings' sum spending `budget` (a privacy.accounting.ReleaseBudget; None: no noise, a non-private run),

@@ -59,6 +59,18 @@ def workload(sizes, target: int, max_cells: int) -> List[Clique]:
     return [clique for clique in pairs + triples if cells(clique, sizes) <= max_cells]
 
 
+def check_workload(sizes, target: int, max_cells: int, names) -> None:
+    """Refuse, before anything is released, a workload that leaves a column out: every column must be in some
+    workload marginal of at most `max_cells` cells, or AIM could neither score nor measure it."""
+    covered = {column for clique in workload(sizes, target, max_cells) for column in clique}
+    for column in range(len(sizes)):
+        if column not in covered:
+            smallest = sizes[column] * min(size for other, size in enumerate(sizes) if other != column)
+            raise ValueError(f"column {names[column]!r} ({sizes[column]} cells) is in no marginal of at most "
+                             f"--max-cells {max_cells} cells (the smallest holding it has {smallest}): raise "
+                             f"--max-cells to {smallest}, or declare fewer categories or bins for it.")
+
+
 def candidate_weights(work: List[Clique]) -> Dict[Clique, float]:
     """AIM's candidates, the downward closure of the workload, each weighted by w_r = sum_s |r intersect s|."""
     closure = {subset for clique in work for size in range(1, len(clique) + 1)
@@ -89,6 +101,7 @@ def run_aim(codes: np.ndarray, sizes, target: int, rho: float, model, rng: np.ra
     measurements; `model` ends fitted to them. `names` name the columns in the ledger and the log."""
     if not rho > 0:
         raise ValueError(f"AIM needs a positive zCDP budget rho, got {rho}.")
+    check_workload(sizes, target, max_cells, names)
     columns = len(sizes)
     rounds = rounds or ROUNDS_PER_COLUMN * columns
     candidates = candidate_weights(workload(sizes, target, max_cells))

@@ -44,6 +44,8 @@ def train_one_shot(config, run) -> str:
     options = config.resolved_options()
     built = {option.name: options[option.name] for option in family.options if not option.release}
     network = family.build(data, config.seed if family.data == TABLE else None, **built)
+    release_options = {option.name: options[option.name] for option in family.options if option.release}
+    network.check_release(**release_options)
 
     run.create(config.to_json(), split_record)
     secrets = run.secrets(config.insecure_noise_seed)
@@ -58,8 +60,7 @@ def train_one_shot(config, run) -> str:
     ledger = PrivacyLedger(config.accountant)
     rng = np.random.default_rng([secrets["noise_key"], *network.release_stream])
     extra = network.release_and_fit(data, train, budget, rng, ledger, seed=config.seed or 0, verbose=verbose,
-                                    **{option.name: options[option.name] for option in family.options
-                                       if option.release})
+                                    **release_options)
     tf.train.Checkpoint(model=network).save(run.file("checkpoints", "ckpt"))
     report = release_report(ledger, budget, delta, len(train), network.method, **extra)
     finish_run(run, network, family, config.dataset, report, network.privacy_text(report), verbose,
