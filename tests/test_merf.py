@@ -19,7 +19,9 @@ from tfdpgen.data.images import load_images
 from tfdpgen.evaluation.images import tstr_accuracy
 from tfdpgen.models.merf import DPMERF
 from tfdpgen.runs import load_split, load_trained
-from toys import analytic_gaussian_epsilon, assert_scale
+from tfdpgen.runs.config import RunConfig
+from tfdpgen.runs.split import load_records
+from toys import analytic_gaussian_epsilon, assert_scale, write_idx
 
 
 @pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 1)])
@@ -112,3 +114,33 @@ def test_without_noise_it_learns_the_labels_and_a_label_blind_fit_does_not():
                                      test_labels, 10, epochs=10)
     assert scores["labels"] > 0.8, scores
     assert scores["shuffled"] < 0.3, scores
+
+
+def digits_as_idx(folder, keep=lambda labels: np.ones(len(labels), bool), relabel=lambda labels: labels):
+    digits = load_images("digits")
+    kept = keep(digits.labels)
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte.gz", np.round(digits.images[kept, ..., 0] * 255))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", relabel(digits.labels[kept]))
+    return str(folder)
+
+
+def test_the_label_set_is_declared_not_read_from_the_private_labels(tmp_path, capsys):
+    """Bug caught (found by the privacy review): the number of classes taken as max(label) + 1 over the records, so
+    removing the only record of the top class shrank the release from (10, 2m + 1) to (9, 2m + 1) and the export's
+    num_classes with it: the two neighbouring data sets told apart with certainty."""
+    without_nines = digits_as_idx(tmp_path / "no9", keep=lambda labels: labels != 9)
+    run = str(tmp_path / "run")
+    assert run_cli("--data-dir", without_nines, "--output", run, "--fit-steps", "2", "--frequencies", "50") == 0
+    model, _ = load_trained(run)
+    metadata = json.load(open(os.path.join(run, "saved_model", "1", "assets", "tfdpgen.json")))
+    assert model.release.shape == (10, 101) and model.num_classes == metadata["num_classes"] == 10
+    # labels outside the declared set: one line, before anything is written; --num-classes declares a larger set
+    letters = digits_as_idx(tmp_path / "letters", relabel=lambda labels: labels + 3)
+    assert run_cli("--data-dir", letters, "--output", str(tmp_path / "refused")) == 2
+    error = capsys.readouterr().err.strip()
+    assert "labels lie outside the declared classes 0..9: give --num-classes" in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "refused").exists()
+    config = RunConfig.build("merf", data_dir=letters, num_classes=13, frequencies=50)
+    _, _, data = load_records(config.family, config.dataset, config.data_dir, None, None, config.num_classes)
+    assert config.family.build(data, frequencies=50).release.shape == (13, 101)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tfdpgen import cli
+from toys import write_idx
 
 LOADER = textwrap.dedent("""
     import json, sys
@@ -104,13 +105,6 @@ def test_adaptive_clipping_and_dp2_runs_record_their_settings(tmp_path, argv, fi
         assert report["final_l2_norm_clip"] != pytest.approx(1.0)
     else:
         assert report["effective_noise_multiplier"] == report["noise_multiplier"]
-
-
-def write_idx(path, array):
-    import gzip
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
 
 
 @pytest.mark.parametrize("images, message", [

@@ -1,4 +1,5 @@
 """Small deterministic models for statistical tests of the DP step, and the mark for tests that need TF Privacy."""
+import gzip
 import math
 
 import numpy as np
@@ -59,3 +60,10 @@ def analytic_gaussian_epsilon(noise_multiplier, delta):
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if delta_at(mid) <= delta else (mid, hi)
     return hi
+
+
+def write_idx(path, array):
+    """`array` as an unsigned-byte IDX file (MNIST's format), gzipped."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + np.asarray(array).astype(np.uint8).tobytes())

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--schema", help="tables: JSON schema of the CSV (categories, declared bounds of numbers, "
                                         "which columns may be missing, the condition column); see "
                                         "tfdpgen/data/tables.py")
+    train.add_argument("--num-classes", type=int,
+                       help="images: how many classes the data set declares (labels 0..N-1; default 10, as every "
+                            "bundled set); never read from the labels, which are private")
     train.add_argument("--epsilon", type=float,
                        help=f"target epsilon; the noise is calibrated to reach it ({DEFAULT_EPSILON} if neither this "
                             "nor --noise-multiplier is given)")
@@ -220,7 +223,7 @@ def warn_if_reproducible_noise(run_dir: str) -> None:
         print(f"tfdpgen: warning: {warning}", file=sys.stderr)
 
 
-TRAIN_SETTINGS = ("dataset", "data_dir", "epsilon", "delta", "noise_multiplier", "l2_norm_clip", "epochs",
+TRAIN_SETTINGS = ("dataset", "data_dir", "num_classes", "epsilon", "delta", "noise_multiplier", "l2_norm_clip", "epochs",
                   "batch_size", "sampling", "accountant", "optimizer", "learning_rate", "output", "seed", "strategy",
                   "devices", "checkpoint_every", "engine", "clipping", "target_quantile", "dp2_delay",
                   "dp2_learning_rate", "schema", "holdout", "holdout_order", "insecure_noise_seed",

@@ -10,6 +10,9 @@ import os
 import numpy as np
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+# The label set is part of a data set's declaration, never read from its labels: one record of a class that no other
+# record holds would otherwise change the shape of everything released (the class count a conditional model takes).
+DECLARED_CLASSES = 10  # each bundled set, and a folder of IDX files unless --num-classes says otherwise
 
 
 class DataError(ValueError):
@@ -24,8 +27,9 @@ class ImageData:
     num_classes: int = 10
 
 
-def load_images(name: str = "digits", data_dir=None) -> ImageData:
-    """Load a named image data set; `data_dir` holds IDX files (*-images-idx3-ubyte[.gz]) and skips TFDS."""
+def load_images(name: str = "digits", data_dir=None, num_classes: int = None) -> ImageData:
+    """Load a named image data set; `data_dir` holds IDX files (*-images-idx3-ubyte[.gz]) and skips TFDS.
+    `num_classes` declares the label set [0, num_classes) (default DECLARED_CLASSES); other labels are refused."""
     if data_dir is not None:
         images, labels = read_idx_dir(data_dir)
     elif name == "digits":
@@ -36,9 +40,21 @@ def load_images(name: str = "digits", data_dir=None) -> ImageData:
         images, labels = _load_tfds(name)
     else:
         raise DataError(f"unknown dataset {name!r}: choose one of {DATASETS}, or give --data-dir with IDX files.")
-    data = ImageData(np.asarray(images, np.float32), np.asarray(labels, np.int32), name)
+    num_classes = DECLARED_CLASSES if num_classes is None else num_classes
+    validate_labels(labels, num_classes)
+    data = ImageData(np.asarray(images, np.float32), np.asarray(labels, np.int32), name, num_classes)
     validate_images(data.images)
     return data
+
+
+def validate_labels(labels, num_classes: int) -> None:
+    """One clear error for labels outside the declared set [0, num_classes)."""
+    labels = np.asarray(labels)
+    outside = int(np.sum((labels < 0) | (labels >= num_classes)))
+    if outside:
+        raise DataError(f"{outside} labels lie outside the declared classes 0..{num_classes - 1}: give "
+                        "--num-classes with the number of classes your data set declares (not the largest label "
+                        "found: the label set is public schema), or remove those records.")
 
 
 def _load_tfds(name):

@@ -37,6 +37,7 @@ class RunConfig:
     dataset: str
     data_dir: Optional[str] = None  # resolved: the run evaluates and exports from any directory
     schema: Optional[dict] = None
+    num_classes: Optional[int] = None  # an image set's declared classes (None: data.images.DECLARED_CLASSES)
     frame: object = None  # a DataFrame (never recorded)
     epsilon: Optional[float] = None
     delta: Optional[float] = None
@@ -129,6 +130,12 @@ class RunConfig:
         if self.insecure_noise_seed is not None and not 0 <= self.insecure_noise_seed < 2**61:
             raise ValueError(f"--insecure-noise-seed must be a whole number in [0, 2**61), got "
                              f"{self.insecure_noise_seed}.")
+        if self.num_classes is not None:
+            if family.data == TABLE:
+                raise ValueError("--num-classes is for images; a table declares its classes in its schema.")
+            if not (isinstance(self.num_classes, int) and not isinstance(self.num_classes, bool)
+                    and self.num_classes >= 2):
+                raise ValueError(f"--num-classes must be a whole number of at least 2, got {self.num_classes!r}.")
         if family.data == TABLE and self.schema is None and self.dataset not in TABLES + (DATAFRAME,):
             raise ValueError(f"{family.called} takes tables: --dataset {' or '.join(TABLES)}, or a CSV with "
                              "--data-dir and --schema.")
@@ -198,6 +205,8 @@ class RunConfig:
     def to_json(self, record_shape=None) -> dict:
         """run.json: what a resumed run must repeat (no performance setting, no secret)."""
         common = {"model": self.family.name, "dataset": self.dataset, "data_dir": self.data_dir}
+        if self.family.data != TABLE:
+            common["num_classes"] = self.num_classes
         tail = {"insecure_noise_seed_given": self.insecure_noise_seed is not None}
         if self.family.mechanism != DP_SGD:
             table = {"schema": self.schema} if self.family.data == TABLE else {}

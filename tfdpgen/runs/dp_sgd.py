@@ -69,11 +69,12 @@ def privacy_settings(config, dataset_size, anchors_marginals) -> PrivacySettings
 def train_dp_sgd(config, run) -> str:
     """Train (or resume) the DP-SGD run `config` (runs.config.RunConfig) in `run` (a RunDirectory)."""
     family, performance, verbose = config.family, config.performance, config.verbose
-    records, labels, data = load_records(family, config.dataset, config.data_dir, config.schema, config.frame)
+    records, labels, data = load_records(family, config.dataset, config.data_dir, config.schema, config.frame,
+                                         config.num_classes)
     public = None if config.pretrain is None else public_images(config.pretrain, records.shape[1:], config.dataset)
-    if public is not None and public.labels.max() > labels.max():
-        raise DataError(f"--pretrain {config.pretrain} has labels up to {public.labels.max()}, the private data up to "
-                        f"{labels.max()}: its classes must be the private data's.")
+    if public is not None and public.num_classes != data.num_classes:
+        raise DataError(f"--pretrain {config.pretrain} declares {public.num_classes} classes, the private data "
+                        f"{data.num_classes}: its classes must be the private data's.")
     config = config.with_recipe(records.shape[1:])
     resuming = run.resumes(config.to_json(records.shape[1:]))
     distribution = make_strategy(performance.strategy, performance.devices)

@@ -37,7 +37,8 @@ def train_one_shot(config, run) -> str:
     """Train the one-shot run `config` (runs.config.RunConfig) into `run` (a new RunDirectory)."""
     family, verbose, private = config.family, config.verbose, config.private
     run.refuse_unfinished(family.name)
-    records, labels, data = load_records(family, config.dataset, config.data_dir, config.schema, config.frame)
+    records, labels, data = load_records(family, config.dataset, config.data_dir, config.schema, config.frame,
+                                         config.num_classes)
     train, held_out, split_record = split(len(labels), config.holdout, config.holdout_order)
     delta = config.delta or default_delta(len(train))
     tf.keras.utils.set_random_seed(config.seed if config.seed is not None else np.random.SeedSequence().entropy % 2**31)

@@ -9,13 +9,13 @@ HOLDOUT_ORDERS = ("random", "tail")
 HOLDOUT_SEED = 0  # public: which records are held out is not a secret, the records are
 
 
-def load_records(family, dataset, data_dir, schema, frame=None):
-    """(records, labels, the loaded data) for `family` (a registry record): an image set, or an encoded table
-    (`frame`: a DataFrame)."""
+def load_records(family, dataset, data_dir, schema, frame=None, num_classes=None):
+    """(records, labels, the loaded data) for `family` (a registry record): an image set of `num_classes` declared
+    classes, or an encoded table (`frame`: a DataFrame)."""
     if family.data == TABLE:
         table = load_table(dataset, data_dir, schema, frame)
         return table.features, table.labels, table
-    images = load_images(dataset, data_dir)
+    images = load_images(dataset, data_dir, num_classes)
     return images.images, images.labels, images
 
 

@@ -50,7 +50,7 @@ def load_split(run_dir: str, frame=None):
     run = RunDirectory(run_dir)
     config, split = run.config(), run.split()
     records, labels, data = load_records(find_family(config["model"]), config["dataset"], config["data_dir"],
-                                         config.get("schema"), frame)
+                                         config.get("schema"), frame, config.get("num_classes"))
     if len(records) != split["records"]:
         raise RunDirectoryError(f"the data of {run_dir} now has {len(records)} records, the run had "
                                 f"{split['records']}: the held-out part cannot be recovered.")
