@@ -9,7 +9,7 @@ import tfdpgen
 from tfdpgen._compat import tf_privacy
 from tfdpgen.privacy import accounting
 from tfdpgen.privacy.report import epochs_for_steps, privacy_report, privacy_statement
-from tfdpgen.privacy.settings import PrivacySettingsError, default_delta
+from tfdpgen.privacy.settings import PrivacySettings, PrivacySettingsError, default_delta
 from toys import requires_tf_privacy
 
 
@@ -73,9 +73,15 @@ def test_epsilon_grows_with_steps_and_max_steps_is_tight():
     assert accounting.compute_epsilon(z, q, k, delta) <= 2.0 < accounting.compute_epsilon(z, q, k + 1, delta)
 
 
-def test_default_delta_is_below_one_over_n():
-    for n in (10, 1797, 8000, 40000, 60000, 10 ** 6):
-        assert default_delta(n) <= 0.1 / n
+def test_default_delta_is_one_figure_below_one_over_n_and_larger_data_must_give_one():
+    """Bug caught (found by the privacy review): a default delta that is a power of ten tied to the exact private
+    size, which made the noise a step function of it (1,000 records and 1,001 gave different noise)."""
+    assert {default_delta(n) for n in (10, 455, 1000, 1001, 1797, 8000, 40000, 60000, 99_999)} == {1e-5}
+    assert 1e-5 < 1 / 99_999
+    with pytest.raises(PrivacySettingsError, match="give --delta below 1/N, for instance 1e-07"):
+        default_delta(10 ** 6)
+    with pytest.raises(PrivacySettingsError, match="give --delta"):
+        PrivacySettings(dataset_size=10 ** 6, batch_size=1000, epochs=1, target_epsilon=1.0).resolved()
 
 
 @pytest.mark.parametrize("kwargs, message", [

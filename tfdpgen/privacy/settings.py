@@ -14,9 +14,20 @@ class PrivacySettingsError(ValueError):
     """DP settings that cannot be used as given; the message says what to change."""
 
 
+DEFAULT_DELTA = 1e-5
+LARGEST_FOR_DEFAULT_DELTA = 99_999  # DEFAULT_DELTA < 1/N up to here (Abadi et al. used it for MNIST's 60,000)
+
+
 def default_delta(dataset_size: int) -> float:
-    """The power of ten at least ten times below 1/N (N=1,797 -> 1e-5, N=40,000 -> 1e-6)."""
-    return 10.0 ** -(math.ceil(math.log10(dataset_size)) + 1)
+    """DEFAULT_DELTA, the same for every data set up to LARGEST_FOR_DEFAULT_DELTA records: a delta tied to the exact
+    private size would make the noise a step function of it (at epsilon 3, 1,000 and 1,001 records gave sigma 1.33
+    and 1.49). A larger data set needs its delta given."""
+    if dataset_size > LARGEST_FOR_DEFAULT_DELTA:
+        suggestion = 10.0 ** -(math.ceil(math.log10(dataset_size)) + 1)
+        raise PrivacySettingsError(
+            f"the default delta {DEFAULT_DELTA:.0e} is for data sets of at most {LARGEST_FOR_DEFAULT_DELTA:,} "
+            f"records; this one has more: give --delta below 1/N, for instance {suggestion:.0e}.")
+    return DEFAULT_DELTA
 
 
 def steps_per_epoch(dataset_size: int, batch_size: int, sampling: str) -> int:
@@ -32,8 +43,8 @@ class PrivacySettings:
 
     Give `noise_multiplier`, `target_epsilon`, or both. With a target alone the noise is calibrated so that `epochs`
     epochs spend at most that epsilon; with both, the noise is as given and training stops at the target.
-    `batch_size` is the expected batch size under Poisson sampling (q = batch_size / N). `delta` defaults to a power
-    of ten at least ten times below 1/N.
+    `batch_size` is the expected batch size under Poisson sampling (q = batch_size / N). `delta` defaults to
+    DEFAULT_DELTA (1e-5) for up to 99,999 records and must be given for more.
 
     `clipping="adaptive"` makes the clip norm follow the `target_quantile` of the per-example gradient norms
     (privacy.adaptive_clipping), starting at `l2_norm_clip`. Each step then releases a noised count besides the noised
@@ -101,7 +112,8 @@ class PrivacySettings:
         if self.delta is not None and not 0 < self.delta < 1 / self.dataset_size:
             fail(f"delta must be in (0, 1/N) = (0, {1 / self.dataset_size:.3g}) for N={self.dataset_size} records "
                  f"(a larger delta allows leaking a whole record); got {self.delta!r}. "
-                 f"Leave it unset for the default {default_delta(self.dataset_size):.0e}.")
+                 + (f"Leave it unset for the default {DEFAULT_DELTA:.0e}."
+                    if self.dataset_size <= LARGEST_FOR_DEFAULT_DELTA else ""))
 
     @property
     def sampling_probability(self) -> float:
