@@ -21,7 +21,7 @@ from tfdpgen.models.sinkhorn import DPSinkhorn
 from tfdpgen.models.tabular_gan import DPTableGAN
 from tfdpgen.models.vae import DPVAE
 from tfdpgen.runs import load_trained, train_run
-from toys import assert_scale
+from toys import assert_published_keys_documented, assert_scale
 
 BATCH, CLIP, LR = 32, 0.5, 1.0
 
@@ -426,3 +426,4 @@ def test_a_pretrained_dp_run_counts_only_its_dp_steps(tmp_path, shared_data):
     assert report["epsilon"] == pytest.approx(accountant.get_epsilon(report["delta"]), rel=1e-6)
     with open(os.path.join(output, "run.json")) as f:
         assert json.load(f)["pretrain"] == {"dataset": "digits", "epochs": 1}
+    assert_published_keys_documented(output)

@@ -23,7 +23,7 @@ from tfdpgen.privacy.aim import Measurement, marginal_counts, measure_exactly, r
 from tfdpgen.privacy.accounting import epsilon_for_rho, rho_for_epsilon
 from tfdpgen.privacy.ledger import PrivacyLedger
 from tfdpgen.privacy.releases import exponential_choice, gaussian_release
-from toys import assert_scale
+from toys import assert_published_keys_documented, assert_scale
 
 
 def test_gaussian_release_has_the_stated_spread_and_is_recorded():
@@ -260,6 +260,7 @@ def test_cli_run_meets_its_target_and_lists_every_release(marginal_run):
     model = DPMarginalTable(load_table("breast_cancer").schema)  # the selections' sensitivity, computed apart
     sensitivity = independent_selection_sensitivity(model.sizes, model.condition_index)
     assert all(r["sensitivity"] == sensitivity for r in releases if r["mechanism"] == "exponential")
+    assert_published_keys_documented(marginal_run)
     assert all(r["sensitivity"] == 1 for r in releases if r["mechanism"] == "gaussian")
     assert independent_epsilon(rho, report["delta"]) <= report["epsilon"] <= 1.01 * independent_epsilon(
         rho, report["delta"])

@@ -21,7 +21,7 @@ from tfdpgen.models.merf import DPMERF
 from tfdpgen.runs import load_split, load_trained
 from tfdpgen.runs.config import RunConfig
 from tfdpgen.runs.split import load_records
-from toys import analytic_gaussian_epsilon, assert_scale, write_idx
+from toys import analytic_gaussian_epsilon, assert_published_keys_documented, assert_scale, write_idx
 
 
 @pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 1)])
@@ -80,6 +80,7 @@ def test_release_has_the_stated_noise_and_epsilon(merf_run):
     noise = model.release.numpy() - model.release_statistic(train, train_labels)
     assert_scale(noise, release["stddev"])
     assert "one Gaussian release" in open(os.path.join(merf_run, "privacy.txt")).read()
+    assert_published_keys_documented(merf_run)
 
 
 def test_export_samples_by_label_in_plain_tensorflow(merf_run):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tfdpgen import cli
-from toys import write_idx
+from toys import assert_published_keys_documented, write_idx
 
 LOADER = textwrap.dedent("""
     import json, sys
@@ -45,6 +45,7 @@ def test_run_writes_its_files(run_dir):
     for name in ("privacy.json", "privacy.txt", "samples.png", "run.json", "saved_model/1/saved_model.pb"):
         assert (run_dir / name).exists(), name
     assert (run_dir / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_published_keys_documented(run_dir)
 
 
 def test_privacy_json_equals_dp_accounting_from_its_own_fields(run_dir):
@@ -98,6 +99,7 @@ def test_adaptive_clipping_and_dp2_runs_record_their_settings(tmp_path, argv, fi
                      "--quiet"] + argv) == 0
     report = json.loads((output / "privacy.json").read_text())
     assert {key: report[key] for key in fields} == fields
+    assert_published_keys_documented(output)
     assert report["epsilon"] <= 2.0
     if fields["clipping"] == "adaptive":
         z, sigma_b = report["noise_multiplier"], 64 / 20

@@ -67,3 +67,38 @@ def write_idx(path, array):
     header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     with gzip.open(path, "wb") as f:
         f.write(header + np.asarray(array).astype(np.uint8).tobytes())
+
+
+def documented_keys() -> set:
+    """The keys docs/privacy.md's table of published numbers names (backticked, in its first column)."""
+    import os
+    import re
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "privacy.md")) as f:
+        section = f.read().split("## Every number a run publishes", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([a-z_0-9]+)`", row)}
+
+
+def assert_published_keys_documented(run_dir) -> None:
+    """Every key of the run's run.json, split.json, privacy.json and export metadata (and of the dicts they nest,
+    the schema's and network config's excepted) is named in docs/privacy.md's table."""
+    import json
+    import os
+    files = ["run.json", "split.json", "privacy.json", os.path.join("saved_model", "1", "assets", "tfdpgen.json")]
+    found = set()
+
+    def walk(value):
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                found.add(key)
+                if key not in ("schema", "config", "network"):
+                    walk(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner)
+
+    for name in files:
+        with open(os.path.join(str(run_dir), name)) as f:
+            walk(json.load(f))
+    missing = found - documented_keys()
+    assert not missing, f"docs/privacy.md's table of published numbers does not name {sorted(missing)}"
