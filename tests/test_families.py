@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import tfdpgen
 from tfdpgen import cli
-from tfdpgen.data.images import DataError
+from tfdpgen.data.images import DataError, load_images
 from tfdpgen.data.tables import TableSchema, load_table
 from tfdpgen.models.diffusion import DPDiffusion
 from tfdpgen.models.gan import DPGAN
@@ -21,7 +21,7 @@ from tfdpgen.models.sinkhorn import DPSinkhorn
 from tfdpgen.models.tabular_gan import DPTableGAN
 from tfdpgen.models.vae import DPVAE
 from tfdpgen.runs import load_trained, train_run
-from toys import assert_published_keys_documented, assert_scale
+from toys import assert_published_keys_documented, assert_scale, write_idx
 
 BATCH, CLIP, LR = 32, 0.5, 1.0
 
@@ -414,8 +414,13 @@ def test_a_pretrained_dp_run_counts_only_its_dp_steps(tmp_path, shared_data):
     """A diffusion run on MNIST pretrained on the public digits: privacy.json names the pretraining, and its epsilon is
     that of its DP steps alone, computed here with dp_accounting (the pretraining's steps are not among them)."""
     import dp_accounting
-    output = train_run(model="diffusion", dataset="mnist", data_dir=str(shared_data / "mnist"), pretrain="digits",
-                       pretrain_epochs=1, epochs=1, batch_size=4000, noise_multiplier=1.0, holdout=2000,
+    mnist = load_images("mnist", shared_data / "mnist")  # its first 400 images: 300 trained on, 100 held out
+    folder = tmp_path / "mnist400"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte.gz", np.round(mnist.images[:400, ..., 0] * 255))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", mnist.labels[:400])
+    output = train_run(model="diffusion", dataset="mnist", data_dir=str(folder), pretrain="digits",
+                       pretrain_epochs=1, epochs=1, batch_size=150, noise_multiplier=1.0, holdout=100,
                        holdout_order="tail", output=str(tmp_path / "run"), seed=0, verbose=0)
     with open(os.path.join(output, "privacy.json")) as f:
         report = json.load(f)
