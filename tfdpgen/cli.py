@@ -223,9 +223,9 @@ def warn_if_reproducible_noise(run_dir: str) -> None:
         print(f"tfdpgen: warning: {warning}", file=sys.stderr)
 
 
-TRAIN_SETTINGS = ("dataset", "data_dir", "num_classes", "epsilon", "delta", "noise_multiplier", "l2_norm_clip", "epochs",
-                  "batch_size", "sampling", "accountant", "optimizer", "learning_rate", "output", "seed", "strategy",
-                  "devices", "checkpoint_every", "engine", "clipping", "target_quantile", "dp2_delay",
+TRAIN_SETTINGS = ("dataset", "data_dir", "num_classes", "epsilon", "delta", "noise_multiplier", "l2_norm_clip",
+                  "epochs", "batch_size", "sampling", "accountant", "optimizer", "learning_rate", "output", "seed",
+                  "strategy", "devices", "checkpoint_every", "engine", "clipping", "target_quantile", "dp2_delay",
                   "dp2_learning_rate", "schema", "holdout", "holdout_order", "insecure_noise_seed",
                   "discriminator_steps", "pretrain", "pretrain_epochs")
 

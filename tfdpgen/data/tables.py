@@ -7,7 +7,8 @@ guarantee does not cover the schema itself.
 
 Bundled: `breast_cancer` (scikit-learn, 569 rows: 30 continuous measurements and the diagnosis; bounds from its
 documentation, which computed them from the same 569 rows: a demonstration schema, not public knowledge independent of
-the records, so a run on it protects the rows but not those 60 bounds) and `adult` (../shared/data/adult: adult.csv and adult-domain.json, every column integer-coded).
+the records, so a run on it protects the rows but not those 60 bounds) and `adult` (../shared/data/adult: adult.csv
+and adult-domain.json, every column integer-coded).
 Any CSV: a directory with one .csv file and `--schema schema.json`:
 {"condition": "label column", "columns": [{"name": "age", "type": "continuous", "min": 17, "max": 90},
                                           {"name": "job", "type": "categorical", "values": ["a", "b"], "missing": true},

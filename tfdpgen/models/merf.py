@@ -4,12 +4,13 @@ After Harder, Adamczewski and Park, "DP-MERF: Differentially Private Mean Embedd
 Practical Privacy-Preserving Data Generation" (AISTATS 2021; github frhrdr/Differentially-Private-Mean-Embeddings-
 with-Random-Features-for-Synthetic-Data-Generation). Each image x (flattened) maps to random Fourier features of a
 Gaussian kernel, phi(x) = [cos(W x), sin(W x)] / sqrt(m) with W's m rows drawn N(0, I / bandwidth^2) from a public
-seed, so ||phi(x)|| = 1 (computed for the release in float64, just under 1). A record (x, y) contributes psi(x, y) = [a phi(x), b] in the row of its class y
-(a^2 + b^2 = 1; the last entry counts the class), so adding or removing a record moves the [classes, 2m + 1] sum of
-contributions by at most 1 in L2 norm: the whole data set is read once, by one Gaussian release of that sum
-(privacy.releases). Everything after it is post-processing: the class means are the released sums over the released
-counts, and the generator (the conditional GAN's network) is fitted so that, per class, the mean features of its
-samples match them: the kernel's maximum mean discrepancy, approximated by the random features.
+seed, so ||phi(x)|| = 1 (computed for the release in float64, just under 1). A record (x, y) contributes
+psi(x, y) = [a phi(x), b] in the row of its class y (a^2 + b^2 = 1; the last entry counts the class), so adding or
+removing a record moves the [classes, 2m + 1] sum of contributions by at most 1 in L2 norm: the whole data set is read
+once, by one Gaussian release of that sum (privacy.releases). Everything after it is post-processing: the class
+means are the released sums over the released counts, and the generator (the conditional GAN's network) is fitted so
+that, per class, the mean features of its samples match them: the kernel's maximum mean discrepancy, approximated by
+the random features.
 
 Defaults as DP-MERF's MNIST code: kernel bandwidth^2 127 for 28x28 images (the median heuristic on public MNIST; for
 other sizes scaled with the pixel count), Adam at 1e-3 here for the conv generator (theirs: 1e-2 for an MLP).
@@ -83,7 +84,8 @@ class DPMERF(tf.keras.Model):
         sums = np.zeros([self.num_classes, 2 * self.frequencies + 1])
         labels = np.asarray(labels).reshape(-1).astype(np.int64)
         for start in range(0, len(labels), chunk):
-            np.add.at(sums[:, :-1], labels[start:start + chunk], a * self.release_features(images[start:start + chunk]))
+            features = a * self.release_features(images[start:start + chunk])
+            np.add.at(sums[:, :-1], labels[start:start + chunk], features)
         sums[:, -1] = COUNT_WEIGHT * np.bincount(labels, minlength=self.num_classes)
         return sums
 

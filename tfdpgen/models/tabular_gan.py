@@ -17,10 +17,11 @@ feature columns), one count per table per record): its loss gains `marginal_weig
 summed KL(released || the generator's own expected marginal). The generator reads only the release, so its steps stay
 post-processing; the run's ledger composes the release with the discriminator's steps (PrivacySettings
 .release_noise_multiplier, calibrated by privacy.accounting.release_noise_multiplier), which gets `RELEASE_SHARE` of
-the zCDP budget of a target epsilon. This is GEM's and AIM's measure-then-fit on the cheapest marginals, with the GAN left to learn what the marginals do not say. Without
-noise, batch 64 and one discriminator step per generator step, it moved Adult's 1-way TV from 0.086 to 0.033 and the
-boosted-trees AUC from 0.84 to 0.90; with the default recipe (batch 256, 5 steps) 0.049 and 0.89 (rows 0..31999
-trained, 32000..39999 scored: the benchmark's held-out rows were not used to choose it).
+the zCDP budget of a target epsilon. This is GEM's and AIM's measure-then-fit on the cheapest marginals, with the
+GAN left to learn what the marginals do not say. Without noise, batch 64 and one discriminator step per generator
+step, it moved Adult's 1-way TV from 0.086 to 0.033 and the boosted-trees AUC from 0.84 to 0.90; with the default
+recipe (batch 256, 5 steps) 0.049 and 0.89 (rows 0..31999 trained, 32000..39999 scored: the benchmark's held-out rows
+were not used to choose it).
 """
 import math
 

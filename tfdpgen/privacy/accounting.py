@@ -5,6 +5,7 @@ Every DP step is one Poisson-subsampled Gaussian release (sampling probability q
 T-fold composition. RDP is the default accountant; PLD is tighter and slower.
 """
 import dataclasses
+import functools
 import math
 
 import dp_accounting
@@ -16,7 +17,8 @@ from tfdpgen.privacy.ledger import PrivacyLedger, epsilon_of, equivalent_gaussia
 def dp_sgd_ledger(noise_multiplier: float, sampling_probability: float, steps: int, accountant: str = "rdp",
                   release: float = None) -> PrivacyLedger:
     """The ledger of `steps` DP-SGD steps, after one Gaussian release of noise multiplier `release` (its noise std
-    over its L2 sensitivity; a family's one-shot statistic, such as the tabular GAN's noisy marginals) if one is made."""
+    over its L2 sensitivity; a family's one-shot statistic, such as the tabular GAN's noisy marginals) if one is
+    made."""
     ledger = PrivacyLedger(accountant)
     if release:  # 0: the statistic given exactly, a run without DP (its epsilon is inf by its noiseless steps)
         ledger.gaussian(release, 1.0, "a one-shot Gaussian release before the steps")
@@ -144,7 +146,7 @@ class ReleaseBudget:
     delta: float
     accountant: str = "rdp"
 
-    @property
+    @functools.cached_property  # a bisection over the accountant: computed once
     def rho(self) -> float:
         return rho_for_epsilon(self.epsilon, self.delta) * (1 - 1e-9)
 

@@ -98,11 +98,6 @@ class PrivacyLedger:
         self.releases.append(release)
         return release
 
-    def copy(self) -> "PrivacyLedger":
-        copy = PrivacyLedger(self.accountant)
-        copy.releases = list(self.releases)
-        return copy
-
     @property
     def rho(self) -> float:
         """The zCDP spent by the one-shot releases (what AIM's budget counts)."""

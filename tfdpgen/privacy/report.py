@@ -29,9 +29,9 @@ def ledger_report(ledger: PrivacyLedger, delta: float, private: bool = True) -> 
     return report
 
 
-def dp_sgd_ledger(settings: PrivacySettings, steps: int, releases: PrivacyLedger = None) -> PrivacyLedger:
-    """The ledger of `steps` DP steps taken with `settings` (resolved), after the one-shot releases in `releases` (the
-    tabular GAN's marginals; by default the one `settings.release_noise_multiplier` describes)."""
+def run_ledger(settings: PrivacySettings, steps: int, releases: PrivacyLedger = None) -> PrivacyLedger:
+    """The whole ledger of a DP-SGD run: the one-shot releases in `releases` (the tabular GAN's marginals; by default
+    the one `settings.release_noise_multiplier` describes), then `steps` DP steps taken with `settings` (resolved)."""
     if releases is None:
         return accounting.dp_sgd_ledger(settings.noise_multiplier, settings.sampling_probability, steps,
                                         settings.accountant, settings.release_noise_multiplier)
@@ -41,17 +41,18 @@ def dp_sgd_ledger(settings: PrivacySettings, steps: int, releases: PrivacyLedger
             and all(release.mechanism == GAUSSIAN for release in releases.releases)):
         raise ValueError(f"the releases made (noise multipliers {made}) are not those the settings account for "
                          f"({wanted}).")
-    ledger = releases.copy()
-    ledger.accountant = settings.accountant
+    ledger = PrivacyLedger(settings.accountant)
+    ledger.releases = list(releases.releases)
     ledger.dp_sgd_steps(settings.noise_multiplier, settings.sampling_probability, steps)
     return ledger
 
 
 def privacy_report(settings: PrivacySettings, steps: int, releases: PrivacyLedger = None) -> dict:
     """The privacy.json fields for `steps` DP steps taken with `settings` (resolved), after `releases` if any."""
-    ledger = dp_sgd_ledger(settings, steps, releases)
+    ledger = run_ledger(settings, steps, releases)
+    private = settings.noise_multiplier > 0 and settings.release_noise_multiplier != 0
     report = {
-        **ledger_report(ledger, settings.delta, settings.noise_multiplier > 0 and settings.release_noise_multiplier != 0),
+        **ledger_report(ledger, settings.delta, private),
         "noise_multiplier": settings.noise_multiplier,
         "effective_noise_multiplier": settings.effective_noise_multiplier,
         "l2_norm_clip": settings.l2_norm_clip,
