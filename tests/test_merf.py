@@ -17,7 +17,8 @@ import tfdpgen  # noqa: F401
 from tfdpgen import cli
 from tfdpgen.data.images import load_images
 from tfdpgen.evaluation.images import tstr_accuracy
-from tfdpgen.models.merf import DPMERF
+from tfdpgen.models.gan import SHAPES
+from tfdpgen.models.merf import DIGITS_BANDWIDTH_SQUARED_PER_PIXEL, DPMERF, median_heuristic
 from tfdpgen.runs import load_split, load_trained
 from tfdpgen.runs.config import RunConfig
 from tfdpgen.runs.split import load_records
@@ -47,6 +48,17 @@ def test_each_record_moves_the_statistic_by_exactly_one(shape):
         without = model.release_statistic(np.delete(images, k, 0), np.delete(labels, k))
         assert np.linalg.norm(full - without) == pytest.approx(model.sensitivity, abs=1e-6)
     assert full[:, -1].sum() / 0.2 == pytest.approx(40)  # the count entries hold the class counts
+
+
+def test_the_kernel_bandwidth_comes_from_the_public_digits():
+    """The default bandwidth^2 is the digits' median heuristic per pixel times the pixel count, for every image size,
+    and depends on no private image. Bug caught: DP-MERF's 127 for 784 pixels, the median heuristic on MNIST, one of
+    the private sets offered (127 / 784 is not the digits' figure)."""
+    assert median_heuristic(load_images("digits").images) == DIGITS_BANDWIDTH_SQUARED_PER_PIXEL
+    for shape in SHAPES:
+        assert DPMERF(shape, 10, frequencies=10).bandwidth ** 2 == pytest.approx(
+            DIGITS_BANDWIDTH_SQUARED_PER_PIXEL * np.prod(shape), rel=1e-12)
+    assert DIGITS_BANDWIDTH_SQUARED_PER_PIXEL * 784 != pytest.approx(127.0, rel=0.05)
 
 
 def run_cli(*args):
