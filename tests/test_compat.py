@@ -35,6 +35,16 @@ def test_import_first_works_without_the_variable(subprocess_env):
     assert result.stdout.strip().startswith("tf_keras")
 
 
+def test_import_leaves_the_users_plotting_backend_as_it_was(subprocess_env):
+    """Bug caught: matplotlib.use("Agg") on import turned a notebook's inline backend off (plt.show() drew nothing)."""
+    code = ("import matplotlib; matplotlib.use('svg'); import tfdpgen, tfdpgen.cli, tfdpgen.evaluation.plots; "
+            "print(matplotlib.get_backend())")
+    result = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "svg"
+
+
 def test_without_tf_privacy_the_fast_engine_trains_and_vectorized_says_how_to_add_it(subprocess_env, tmp_path):
     """Python >= 3.12 (Colab) has no TF Privacy unless added by hand: tfdpgen must import and train without it."""
     block = ("import sys; sys.modules['tensorflow_privacy'] = None; from tfdpgen.cli import main; "

@@ -1,15 +1,18 @@
-"""Pictures people would rather look at than numbers."""
-import matplotlib
+"""Pictures people would rather look at than numbers.
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+Figures are built as `matplotlib.figure.Figure` objects and saved, never through pyplot: choosing a backend here
+(matplotlib.use("Agg")) switched a notebook's inline backend off on `import tfdpgen`, and its pyplot.show() drew
+nothing.
+"""
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def save_image_grid(images: np.ndarray, path, columns: int = 8, title: str = None) -> None:
     """A grid of [N, H, W, 1 or 3] images in [0, 1], saved as PNG."""
     rows = int(np.ceil(len(images) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns, rows + (0.4 if title else 0)), squeeze=False)
+    fig = Figure(figsize=(columns, rows + (0.4 if title else 0)))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image in zip(axes.ravel(), images):
@@ -21,7 +24,6 @@ def save_image_grid(images: np.ndarray, path, columns: int = 8, title: str = Non
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def save_column_histograms(columns: dict, path, title: str = None, max_columns: int = 16) -> None:
@@ -29,7 +31,8 @@ def save_column_histograms(columns: dict, path, title: str = None, max_columns: 
     names = list(columns)[:max_columns]
     per_row = 4
     rows = int(np.ceil(len(names) / per_row))
-    fig, axes = plt.subplots(rows, per_row, figsize=(3 * per_row, 2.2 * rows + (0.4 if title else 0)), squeeze=False)
+    fig = Figure(figsize=(3 * per_row, 2.2 * rows + (0.4 if title else 0)))
+    axes = fig.subplots(rows, per_row, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, name in zip(axes.ravel(), names):
@@ -48,7 +51,6 @@ def save_column_histograms(columns: dict, path, title: str = None, max_columns: 
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def save_real_synthetic_histograms(real: dict, synthetic: dict, path, max_columns: int = 16) -> None:
@@ -56,7 +58,8 @@ def save_real_synthetic_histograms(real: dict, synthetic: dict, path, max_column
     names = list(real)[:max_columns]
     per_row = 4
     rows = int(np.ceil(len(names) / per_row))
-    fig, axes = plt.subplots(rows, per_row, figsize=(3 * per_row, 2.2 * rows), squeeze=False)
+    fig = Figure(figsize=(3 * per_row, 2.2 * rows))
+    axes = fig.subplots(rows, per_row, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, name in zip(axes.ravel(), names):
@@ -78,4 +81,3 @@ def save_real_synthetic_histograms(real: dict, synthetic: dict, path, max_column
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
