@@ -12,32 +12,43 @@ from tfdpgen.models.gan import DPGAN
 from tfdpgen.models.sinkhorn import DPSinkhorn
 
 
-def fit_vae(images, epochs, batch_size, epsilon, image_shape):
+def fit_vae(images, epochs, batch_size, epsilon, image_shape, learning_rate=1e-2):
     tf.keras.utils.set_random_seed(0)
     settings = tfdpgen.PrivacySettings(dataset_size=len(images), batch_size=batch_size, epochs=epochs,
                                        target_epsilon=epsilon)
     model = tfdpgen.DPVAE(image_shape=image_shape, latent_dim=8)
-    model.compile(privacy=settings, optimizer="adam", learning_rate=5e-3)
+    model.compile(privacy=settings, optimizer="adam", learning_rate=learning_rate)
     batches = private_batches(images, np.zeros(len(images), "int32"), model.privacy, seed=0)
     history = model.fit(batches, epochs=epochs, steps_per_epoch=model.privacy.steps_per_epoch, verbose=0)
     return model, history.history
 
 
+def mean_image_loss(train, images) -> float:
+    """The negative control: the VAE's reconstruction loss (summed pixel cross-entropy) of a model that outputs the
+    training images' mean for every input, scored on `images`. A falling loss curve alone is passed by it."""
+    mean = np.clip(train.mean(axis=0), 1e-6, 1 - 1e-6)
+    return float(np.mean(np.sum(-(images * np.log(mean) + (1 - images) * np.log(1 - mean)), axis=(1, 2, 3))))
+
+
 def test_dp_vae_learns_digits():
+    """Beyond the mean image: reconstructions better than the mean digit's (at epsilon 3 the digits' 1,797 images
+    leave the ELBO within 1% of it; the bar was met at 0.92-0.93 of it in three runs)."""
     data = load_images("digits")
-    model, history = fit_vae(data.images, epochs=8, batch_size=64, epsilon=3.0, image_shape=(8, 8, 1))
-    assert history["loss"][-1] < 0.85 * history["loss"][0], history["loss"]
+    model, history = fit_vae(data.images, epochs=30, batch_size=256, epsilon=3.0, image_shape=(8, 8, 1))
+    scores = model.evaluate(data.images, verbose=0, return_dict=True)
+    assert scores["reconstruction"] < 0.96 * mean_image_loss(data.images, data.images), scores
     assert history["epsilon"][-1] <= 3.0
 
 
 def test_dp_vae_learns_real_mnist(shared_data):
+    """On held-out real MNIST its ELBO beats the mean image's loss by 10% (0.82 of it measured; the earlier test's 2
+    epochs at batch 100 and learning rate 5e-3 ended at 0.99-1.6 of it, a falling curve that had learned nothing)."""
     data = load_images("mnist", data_dir=shared_data / "mnist")
     assert data.images.shape == (10_000, 28, 28, 1)
     private = data.images[:2000]  # a slice of the benchmark's private split, small enough for CI
-    model, history = fit_vae(private, epochs=2, batch_size=100, epsilon=8.0, image_shape=(28, 28, 1))
-    assert history["loss"][-1] < 0.8 * history["loss"][0], history["loss"]
+    model, history = fit_vae(private, epochs=30, batch_size=256, epsilon=8.0, image_shape=(28, 28, 1))
     held_out = model.evaluate(data.images[8000:8500], verbose=0, return_dict=True)
-    assert held_out["loss"] < history["loss"][0]
+    assert held_out["loss"] < 0.9 * mean_image_loss(private, data.images[8000:8500]), held_out
 
 
 def fit_without_noise(model, images, labels, epochs, batch_size, learning_rate):

@@ -295,10 +295,24 @@ def test_export_samples_the_declared_columns_in_plain_tensorflow(marginal_run):
     assert result["given"] == ["malignant", "benign", "benign", "malignant", "benign"]
 
 
+def uniform_tv_1way(run, samples=2000) -> float:
+    """The negative control: the 1-way TV against the run's held-out rows of rows drawn uniformly over every
+    column's codes (a release that learned nothing)."""
+    from tfdpgen.runs import load_split
+    _, _, test, test_labels, data, _ = load_split(run)
+    real = tables.codes(tables.decode_encoded(test, test_labels, data.schema), data.schema)
+    uniform = np.stack([np.random.default_rng(k).integers(0, size, samples)
+                        for k, size in enumerate(tables.sizes(data.schema))], axis=1)
+    return tables.marginal_distances(real, uniform, data.schema)["tv_1way_mean"]
+
+
 def test_evaluate_scores_a_marginal_run(marginal_run):
+    """Epsilon 1 over 455 records and 31 columns is rough, but informed: measured 0.31 against uniform rows' 0.52
+    (without noise below 0.15). The bar it replaced, 0.45, was a fixed number near what uniform rows reach."""
     from tfdpgen.runs import evaluate_run
     result = evaluate_run(marginal_run, verbose=False)
-    assert result["utility"]["tv_1way_mean"] < 0.45  # epsilon 1 over 455 records and 31 columns: rough, but informed
+    uniform = uniform_tv_1way(marginal_run)
+    assert result["utility"]["tv_1way_mean"] < 0.75 * uniform, (result["utility"]["tv_1way_mean"], uniform)
     assert set(result["utility"]["ml_efficacy_synthetic"]) == {"logistic_regression", "gradient_boosting"}
     assert result["membership_inference"]["consistent"]
 
