@@ -8,7 +8,18 @@ import pytest
 # before TensorFlow starts.
 os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
 
-import tfdpgen  # noqa: F401  (Keras 2 set up before any test touches TensorFlow)
+import tfdpgen  # noqa: E402  (Keras 2 set up before any test touches TensorFlow)
+import tensorflow as tf  # noqa: E402
+
+# A DP-SGD run turns deterministic kernels on for its whole process (runs/dp_sgd.py), and they need a global seed. Both
+# are set before every test, so that each sees the same state whichever tests ran before it in its process
+# (pytest-xdist gives each process its own share of the files).
+tf.config.experimental.enable_op_determinism()
+
+
+@pytest.fixture(autouse=True)
+def same_global_seed():
+    tf.keras.utils.set_random_seed(0)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -97,8 +97,10 @@ def free_ports(count):
     return ports
 
 
-def run_two_workers(mode, subprocess_env):
-    """`mode` of strategy_run.py in two local worker processes of one MultiWorkerMirroredStrategy; their results."""
+def run_two_workers(mode, subprocess_env, attempts=2):
+    """`mode` of strategy_run.py in two local worker processes of one MultiWorkerMirroredStrategy; their results.
+    Their ports are free when chosen but bound later, so a port another test took in between is retried on new
+    ones."""
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     processes = []
     for index in range(2):
@@ -106,12 +108,16 @@ def run_two_workers(mode, subprocess_env):
                    TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
         processes.append(subprocess.Popen([sys.executable, SCRIPT, mode, "1"], env=env, text=True,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    outputs = []
+    finished = []
     for process in processes:
         try:
-            stdout, stderr = process.communicate(timeout=600)
+            finished.append(process.communicate(timeout=600))
         finally:
             process.kill()
+    if attempts > 1 and any("ddress already in use" in stderr for _, stderr in finished):
+        return run_two_workers(mode, subprocess_env, attempts - 1)
+    outputs = []
+    for process, (stdout, stderr) in zip(processes, finished):
         assert process.returncode == 0, stderr[-4000:]
         outputs.append(json.loads([l for l in stdout.splitlines() if l.startswith("RESULT ")][-1][7:]))
     return outputs

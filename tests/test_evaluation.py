@@ -43,16 +43,16 @@ def test_frechet_distance_matches_the_closed_form_with_singular_covariances():
 
 
 def test_tstr_with_real_labels_reaches_the_reference_and_shuffled_labels_give_chance(digits):
-    """Shuffled labels leave the classifier a few image clusters mapped to arbitrary classes, so its accuracy is
-    about a tenth of the clusters that land on their own class: 0.1 on average with a spread near 0.1 (permutations
-    0-3 gave 0.157, 0.181, 0.183, 0.126), not 0.1 +- 0.012 as independent guesses would. The bar holds for every one
-    of three permutations and for their mean, at any seed; the old one (within 0.06 of 0.1) held at seed 0 only."""
+    """Shuffled labels leave the classifier a few image clusters mapped to arbitrary classes, so its accuracy moves
+    by about a tenth with each cluster that lands on its own class, not by 0.012 as independent guesses would:
+    permutations 0-3 gave 0.157, 0.181, 0.183 and 0.126. The bar holds for each of three permutations (the old one,
+    within 0.06 of 0.1, held at permutation 0 only)."""
     train, train_labels, test, test_labels = digits
     reference = images.tstr_accuracy(train, train_labels, test, test_labels, 10)
     shuffled = [images.tstr_accuracy(train, np.random.default_rng(seed).permutation(train_labels), test, test_labels,
                                      10) for seed in range(3)]
     assert reference > 0.85
-    assert max(shuffled) < 0.35 and np.mean(shuffled) < 0.25, shuffled
+    assert max(shuffled) < 0.25, shuffled
 
 
 def test_tstr_chooses_its_epoch_on_the_training_images_own_share(digits):

@@ -12,12 +12,12 @@ from tfdpgen.models.gan import DPGAN
 from tfdpgen.models.sinkhorn import DPSinkhorn
 
 
-def fit_vae(images, epochs, batch_size, epsilon, image_shape, learning_rate=1e-2):
+def fit_vae(images, epochs, batch_size, epsilon, image_shape):
     tf.keras.utils.set_random_seed(0)
     settings = tfdpgen.PrivacySettings(dataset_size=len(images), batch_size=batch_size, epochs=epochs,
                                        target_epsilon=epsilon)
     model = tfdpgen.DPVAE(image_shape=image_shape, latent_dim=8)
-    model.compile(privacy=settings, optimizer="adam", learning_rate=learning_rate)
+    model.compile(privacy=settings, optimizer="adam", learning_rate=1e-2, noise_key=0)  # a test's key, not secret
     batches = private_batches(images, np.zeros(len(images), "int32"), model.privacy, seed=0)
     history = model.fit(batches, epochs=epochs, steps_per_epoch=model.privacy.steps_per_epoch, verbose=0)
     return model, history.history
