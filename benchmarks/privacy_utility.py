@@ -235,12 +235,15 @@ def main():
     parser.add_argument("--pretrain", help="diffusion: public image set to pretrain on without DP (recorded)")
     parser.add_argument("--frequencies", type=int, help="merf: instead of the default (recorded)")
     parser.add_argument("--fit-steps", type=int, help="merf: instead of the default (recorded)")
-    parser.add_argument("--output", default=os.path.join(HERE, "results", "privacy_utility.json"))
+    parser.add_argument("--output", help="the results JSON (default results/privacy_utility.json; with --quick "
+                        "results/privacy_utility_quick.json, so that digits rows never join the MNIST ones)")
     parser.add_argument("--work-dir", help="where the runs go (default: a temporary directory)")
     parser.add_argument("--reuse-runs", action="store_true", help="evaluate finished runs in --work-dir again")
     parser.add_argument("--markdown", action="store_true",
                         help="print the table of the output's rows, redraw the pictures and stop")
     args = parser.parse_args()
+    args.output = args.output or os.path.join(HERE, "results", "privacy_utility_quick.json" if args.quick
+                                              else "privacy_utility.json")
     epsilons = [None if e == "none" else float(e) for e in args.epsilons]
     earlier = []
     if os.path.exists(args.output):
