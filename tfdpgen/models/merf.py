@@ -28,7 +28,7 @@ from tfdpgen.models.gan import SHAPES, generator_network
 from tfdpgen.privacy.releases import gaussian_release
 
 COUNT_WEIGHT = 0.2  # b: the class-count entry's share of each contribution (its noise is sigma / b in counts)
-# median_heuristic(load_images("digits").images), exactly (the digits' 17 grey levels make it a multiple of 1/256^2)
+# median_heuristic(load_images("digits").images), exactly: the digits are sixteenths, so it is exact in floating point
 DIGITS_BANDWIDTH_SQUARED_PER_PIXEL = 0.1470947265625
 EMBEDDINGS = "class-conditional random-feature mean embeddings (sums of unit-norm rows, and class counts)"
 # The fit is post-processing, so it takes what it needs. DP-MERF's MNIST setting is about 10,000 features (5,000
