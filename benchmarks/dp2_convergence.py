@@ -18,9 +18,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-import tfdpgen  # noqa: E402  (Keras 2 before TensorFlow)
+import tfdpgen  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
 
 from tfdpgen.data.images import read_idx_dir  # noqa: E402
 from tfdpgen.data.sampling import private_batches  # noqa: E402
@@ -42,8 +43,8 @@ class DPClassifier(DPGenerativeModel):
 
     def __init__(self, image_shape=(28, 28, 1), **kwargs):
         super().__init__(latent_dim=1, **kwargs)
-        L = tf.keras.layers
-        self.net = tf.keras.Sequential([L.InputLayer(input_shape=image_shape),
+        L = keras.layers
+        self.net = keras.Sequential([L.InputLayer(input_shape=image_shape),
                                         L.Conv2D(16, 5, strides=2, padding="same", activation="tanh"),
                                         L.Conv2D(32, 3, strides=2, padding="same", activation="tanh"),
                                         L.Flatten(), L.Dense(32, activation="tanh"), L.Dense(10)])
@@ -54,7 +55,7 @@ class DPClassifier(DPGenerativeModel):
     def per_example_terms(self, x, y, training):
         logits = self.run(self.net, x, training)
         labels = tf.cast(y, tf.int32)
-        loss = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        loss = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
         return {"loss": loss, "accuracy": correct}
 
@@ -66,7 +67,7 @@ def build(model_name):
 def train(model_name, config, epsilon, data, args, seed=0):
     name, optimizer, clipping, lr, lr2 = config
     (x, y), (x_test, y_test) = data
-    tf.keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)
     model = build(model_name)
     settings = tfdpgen.PrivacySettings(dataset_size=len(x), batch_size=args.batch_size, epochs=args.epochs,
                                        target_epsilon=epsilon, delta=1e-5, clipping=clipping)
@@ -88,7 +89,7 @@ def train(model_name, config, epsilon, data, args, seed=0):
     start = time.time()
     model.fit(private_batches(x, y, model.privacy, seed=seed + 2), epochs=args.epochs,
               steps_per_epoch=model.privacy.steps_per_epoch, verbose=0,
-              callbacks=[tf.keras.callbacks.LambdaCallback(on_train_batch_end=record)])
+              callbacks=[keras.callbacks.LambdaCallback(on_train_batch_end=record)])
     seconds = time.time() - start
     held_out = model.evaluate(x_test, y_test, batch_size=500, verbose=0, return_dict=True)
     report = model.privacy_report()

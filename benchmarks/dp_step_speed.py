@@ -23,6 +23,9 @@ import subprocess
 import sys
 import time
 
+# TF Privacy as shipped (the baseline beside tfdpgen) is built on tf.keras, which must therefore be tf_keras.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 FRAMEWORKS = ("keras", "tfp_vectorized", "tfp_dpsequential", "tfdpgen")
 TORCH_FRAMEWORKS = ("torch", "opacus_hooks", "opacus_ghost")  # with the optional `bench` extra (torch, opacus)
@@ -32,17 +35,18 @@ MODELS = ("mlp", "cnn", "dcgan_discriminator", "dp_vae")
 
 
 def build_network(name, tf):
-    L = tf.keras.layers
+    import tf_keras as keras
+    L = keras.layers
     if name == "mlp":
-        return tf.keras.Sequential([L.InputLayer(input_shape=(784,)), L.Dense(512, activation="relu"),
+        return keras.Sequential([L.InputLayer(input_shape=(784,)), L.Dense(512, activation="relu"),
                                     L.Dense(512, activation="relu"), L.Dense(10)]), (784,)
     if name == "cnn":
-        return tf.keras.Sequential([L.InputLayer(input_shape=(28, 28, 1)),
+        return keras.Sequential([L.InputLayer(input_shape=(28, 28, 1)),
                                     L.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
                                     L.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
                                     L.Flatten(), L.Dense(10)]), (28, 28, 1)
     if name == "dcgan_discriminator":
-        return tf.keras.Sequential([L.InputLayer(input_shape=(28, 28, 1)),
+        return keras.Sequential([L.InputLayer(input_shape=(28, 28, 1)),
                                     L.Conv2D(64, 5, strides=2, padding="same"), L.LeakyReLU(0.2),
                                     L.Conv2D(128, 5, strides=2, padding="same"), L.LeakyReLU(0.2),
                                     L.Flatten(), L.Dense(10)]), (28, 28, 1)
@@ -152,9 +156,10 @@ def measure(framework, model_name, batch):
     import numpy as np
     import tfdpgen
     import tensorflow as tf
+    import tf_keras as keras
 
     rng = np.random.default_rng(0)
-    loss_none = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
+    loss_none = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
     settings = tfdpgen.PrivacySettings(dataset_size=60_000, batch_size=batch, epochs=1, noise_multiplier=1.0)
     if model_name == "dp_vae":
         if framework == "tfp_dpsequential":
@@ -175,8 +180,8 @@ def measure(framework, model_name, batch):
         data = (x, y)
         if framework == "keras":
             model = network
-            model.compile(optimizer=tf.keras.optimizers.legacy.SGD(0.01),
-                          loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            model.compile(optimizer=keras.optimizers.legacy.SGD(0.01),
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         elif framework == "tfp_vectorized":
             from tensorflow_privacy.privacy.optimizers.dp_optimizer_keras_vectorized import \
                 VectorizedDPKerasSGDOptimizer
@@ -190,8 +195,8 @@ def measure(framework, model_name, batch):
             model = DPSequential(l2_norm_clip=1.0, noise_multiplier=1.0,
                                  layer_registry=layer_registry.make_default_layer_registry(), layers=network.layers)
             model.build((None, *shape))
-            model.compile(optimizer=tf.keras.optimizers.legacy.SGD(0.01),
-                          loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            model.compile(optimizer=keras.optimizers.legacy.SGD(0.01),
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         else:
             model = Classifier(network, loss_none)
             model.compile(privacy=settings, optimizer="sgd", learning_rate=0.01)

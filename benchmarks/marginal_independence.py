@@ -23,7 +23,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
 
 from tfdpgen.models.marginal import FINAL_FIT_STEPS, MAX_CELLS  # noqa: E402
 from tfdpgen.data.tables import Column, TableSchema  # noqa: E402
@@ -68,7 +68,7 @@ def measure(schema, network, epsilon, independence):
     target = [column.name for column in schema.columns].index(schema.condition)
     codes = random_network_table(sizes, network)
     started = time.time()
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     model = DPMarginalTable(schema, seed=0, independence=independence)
     measurements = run_aim(codes, model.sizes, target, rho_for_epsilon(epsilon, DELTA), model,
                            np.random.default_rng(5), PrivacyLedger(), [c.name for c in schema.columns],

@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import tfdpgen  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
 
 from tfdpgen.data.images import load_images, read_idx_dir  # noqa: E402
 from tfdpgen.data.sampling import private_batches  # noqa: E402
@@ -121,7 +121,7 @@ def dpsgd_row(epsilon, seed, images, labels, cut, args):
     """The DP-SGD bar: a small classifier trained on the real training images at `epsilon`, scored once."""
     from dp2_convergence import DPClassifier
     x, y, x_test, y_test = images[:cut], labels[:cut], images[cut:], labels[cut:]
-    tf.keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)
     model = DPClassifier(images.shape[1:])
     epochs = 1 if args.quick else DPSGD["epochs"]
     private = {"target_epsilon": epsilon} if epsilon else {"noise_multiplier": 0.0, "l2_norm_clip": 1e6}

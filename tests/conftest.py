@@ -8,8 +8,12 @@ import pytest
 # before TensorFlow starts.
 os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
 
-import tfdpgen  # noqa: E402  (Keras 2 set up before any test touches TensorFlow)
+# The reference engine's tests need TF Privacy's optimizers, which are built on tf.keras and so need it to be tf_keras.
+# tfdpgen itself never touches tf.keras: test_compat and test_notebooks run it where tf.keras is Keras 3.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
 import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
 
 # A DP-SGD run turns deterministic kernels on for its whole process (runs/dp_sgd.py), and they need a global seed. Both
 # are set before every test, so that each sees the same state whichever tests ran before it in its process
@@ -19,7 +23,7 @@ tf.config.experimental.enable_op_determinism()
 
 @pytest.fixture(autouse=True)
 def same_global_seed():
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -35,7 +39,7 @@ def shared_data():
 
 @pytest.fixture
 def subprocess_env():
-    """The environment for a child process that must not inherit tfdpgen's Keras 2 setting."""
+    """The environment for a child process as a user has it: without the tests' TF_USE_LEGACY_KERAS."""
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     return env

@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tfdpgen  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import tf_keras as keras
 
 mode, replicas = sys.argv[1], int(sys.argv[2])
 if mode.startswith("multiworker"):
@@ -128,7 +129,7 @@ elif mode == "count_noise":  # the clipped count's noise at steps that read no r
     clips = [float(model.clip_norm.numpy())]
     data = tf.data.Dataset.from_tensors((np.zeros((batch, 2), "float32"), np.zeros((batch, 2), "float32"),
                                          np.zeros(batch, "float32"))).repeat()
-    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[tf.keras.callbacks.LambdaCallback(
+    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda b, logs: clips.append(float(model.clip_norm.numpy())))])  # logs sum the replicas
     fraction = settings.target_quantile - np.diff(np.log(np.array(clips, np.float64))) / settings.clip_learning_rate
     result.update(noise=((fraction - 0.5) * batch).tolist(), expected=model.privacy.count_stddev,

@@ -3,6 +3,7 @@ import dp_accounting
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 import tfdpgen
 from tfdpgen.privacy.settings import PrivacySettingsError
@@ -36,7 +37,7 @@ def test_clip_norm_converges_to_target_quantile(quantile):
     data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(2000, seed=0).batch(100).repeat()
     clips = []
     history = model.fit(data, epochs=1, steps_per_epoch=300, verbose=0,
-                        callbacks=[tf.keras.callbacks.LambdaCallback(
+                        callbacks=[keras.callbacks.LambdaCallback(
                             on_train_batch_end=lambda b, logs: clips.append(logs["clip"]))])
     assert "clip" in history.history
     late = np.array(clips[-100:])
@@ -86,7 +87,7 @@ def count_noise_draws(model, steps=2000, batch=40):
     x, y, w = np.zeros((batch, 2), "float32"), np.zeros((batch, 2), "float32"), np.zeros(batch, "float32")
     clips = [float(model.clip_norm.numpy())]
     model.fit(tf.data.Dataset.from_tensors((x, y, w)).repeat(), epochs=1, steps_per_epoch=steps, verbose=0,
-              callbacks=[tf.keras.callbacks.LambdaCallback(
+              callbacks=[keras.callbacks.LambdaCallback(
                   on_train_batch_end=lambda b, logs: clips.append(float(logs["clip"])))])
     settings = model.privacy
     fraction = settings.target_quantile - np.diff(np.log(np.array(clips, np.float64))) / settings.clip_learning_rate

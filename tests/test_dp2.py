@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 import tfdpgen
 from tfdpgen.privacy.dp2 import DP2Optimizer
@@ -54,7 +55,7 @@ def run_dp2(variant, steps=10, delay=2, sigma=0.7, clip1=1.0, clip2=0.5, lr1=0.3
         preconditioners.append(optimizer.get_slot(model.net.kernel, "preconditioner").numpy())
 
     model.fit(tf.data.Dataset.from_tensors((x, y)).repeat(), epochs=1, steps_per_epoch=steps, verbose=0,
-              callbacks=[tf.keras.callbacks.LambdaCallback(on_train_batch_end=record)])
+              callbacks=[keras.callbacks.LambdaCallback(on_train_batch_end=record)])
     expected = numpy_dp2(start, x, y, unit_noise, steps, delay, sigma, clip1, clip2, lr1, lr2, beta, eps, variant)
     return (np.array(kernels), np.array(preconditioners)), expected, start
 

@@ -154,3 +154,14 @@ def test_evaluate_writes_every_field_and_the_pictures(tmp_path, family, capsys):
             assert field in result["utility"], field
         assert (run / "evaluation_columns.png").exists()
     assert "membership inference" in printed and "consistent" in printed
+
+
+def test_the_classifier_trains_without_tensorflow_logging_errors(digits, capfd):
+    """Bug caught: under op determinism (a DP-SGD run turns it on; conftest too), Keras' pipeline for arrays made
+    TensorFlow log "E0000 ... NodeDef mentions attribute use_unbounded_threadpool" at every classifier fit."""
+    from tensorflow.python.framework import config
+    assert config.is_op_determinism_enabled()
+    train, train_labels, test, test_labels = digits
+    capfd.readouterr()
+    images.tstr_accuracy(train[:300], train_labels[:300], test[:100], test_labels[:100], 10, epochs=2)
+    assert "NodeDef mentions" not in capfd.readouterr().err

@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 import tfdpgen
 from tfdpgen import cli
@@ -31,7 +32,7 @@ def breast_cancer():
 
 
 def make(family, seed=0):
-    tf.keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)
     if family == "gan":
         return DPGAN(image_shape=(8, 8, 1), latent_dim=8, seed=5)
     if family == "cgan":
@@ -122,7 +123,7 @@ def test_sinkhorn_releases_a_clipped_gradient_of_the_generated_batch(family):
 def sinkhorn_without_records(noise, lr=1.0, batch=256):
     """A DP-Sinkhorn whose step reads no record (every weight 0): its clipped sum is exactly 0, so what it releases is
     the noise alone."""
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     model = DPSinkhorn(image_shape=(8, 8, 1), latent_dim=8, seed=5)
     settings = tfdpgen.PrivacySettings(dataset_size=10 * batch, batch_size=batch, epochs=1, l2_norm_clip=0.01,
                                        noise_multiplier=noise)
@@ -175,7 +176,7 @@ def test_sinkhorn_repulsion_weights_only_the_data_free_self_term():
     x, y = outlier_batch("sinkhorn")
     released, spreading = [], []
     for weight in (1.0, 4.0):
-        tf.keras.utils.set_random_seed(0)
+        keras.utils.set_random_seed(0)
         model = DPSinkhorn(image_shape=(8, 8, 1), latent_dim=8, num_classes=10, seed=5, repulsion=weight)
         compile_sgd(model, clip=0.01)
         fake = model.fake_batch(False)
@@ -327,7 +328,7 @@ def test_csv_with_schema_and_bad_schemas(tmp_path):
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
 def test_conditional_gan_on_larger_images_takes_the_fast_path(shape, caplog):
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     model = DPGAN(image_shape=shape, num_classes=10, seed=1)
     model.compile(privacy=tfdpgen.PrivacySettings(dataset_size=100, batch_size=8, epochs=1, noise_multiplier=1.0))
     x = np.random.default_rng(0).uniform(size=(8, *shape)).astype("float32")
@@ -360,7 +361,7 @@ def test_every_family_trains_with_adaptive_clipping_and_dp2(family, variant):
 def test_diffusion_unet_takes_the_fast_path_with_its_noise_draws(caplog):
     """Every layer of the U-Net denoiser, fed K draws per example as [B, K, H, W, C], has a per-layer norm rule: no
     layer is run again per example and no variable falls back to Jacobians."""
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     model = DPDiffusion(image_shape=(28, 28, 1), multiplicity=2, width=4, num_classes=10, seed=1)
     model.compile(privacy=tfdpgen.PrivacySettings(dataset_size=100, batch_size=4, epochs=1, noise_multiplier=1.0))
     x = np.random.default_rng(0).uniform(size=(4, 28, 28, 1)).astype("float32")

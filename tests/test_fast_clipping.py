@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 import tfdpgen
 from tfdpgen.models.base import DPGenerativeModel
@@ -13,7 +14,7 @@ from tfdpgen.privacy.clipping import norms as clipping_norms
 from tfdpgen.privacy.clipping.fast import Recorder
 from toys import requires_tf_privacy
 
-L = tf.keras.layers
+L = keras.layers
 
 
 class Probe(DPGenerativeModel):
@@ -32,45 +33,45 @@ class Probe(DPGenerativeModel):
 
 def shared_dense_network():
     inner = L.Dense(6, activation="tanh")
-    return tf.keras.Sequential([L.InputLayer(input_shape=(6,)), inner, inner, L.Dense(3)])
+    return keras.Sequential([L.InputLayer(input_shape=(6,)), inner, inner, L.Dense(3)])
 
 
 CASES = {
-    "dense": (lambda: tf.keras.Sequential([L.InputLayer(input_shape=(7,)), L.Dense(5, activation="relu"),
+    "dense": (lambda: keras.Sequential([L.InputLayer(input_shape=(7,)), L.Dense(5, activation="relu"),
                                           L.Dense(3)]), (7,), "float"),
-    "dense_sequence": (lambda: tf.keras.Sequential([L.InputLayer(input_shape=(4, 6)), L.Dense(5, activation="elu"),
+    "dense_sequence": (lambda: keras.Sequential([L.InputLayer(input_shape=(4, 6)), L.Dense(5, activation="elu"),
                                                    L.Dense(2, use_bias=False)]), (4, 6), "float"),
-    "conv1d": (lambda: tf.keras.Sequential([L.InputLayer(input_shape=(12, 3)),
+    "conv1d": (lambda: keras.Sequential([L.InputLayer(input_shape=(12, 3)),
                                            L.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="relu"),
                                            L.Conv1D(2, 3, strides=2)]), (12, 3), "float"),
-    "conv2d": (lambda: tf.keras.Sequential([L.InputLayer(input_shape=(9, 9, 2)),
+    "conv2d": (lambda: keras.Sequential([L.InputLayer(input_shape=(9, 9, 2)),
                                            L.Conv2D(4, 3, strides=2, padding="same", activation="relu"),
                                            L.Conv2D(3, 2, dilation_rate=2), L.Flatten(), L.Dense(2)]), (9, 9, 2),
                "float"),
-    "conv2d_draws": (lambda: tf.keras.Sequential([L.InputLayer(input_shape=(3, 6, 6, 2)),
+    "conv2d_draws": (lambda: keras.Sequential([L.InputLayer(input_shape=(3, 6, 6, 2)),
                                                  L.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
                                                  L.Conv2D(2, 3, padding="same")]), (3, 6, 6, 2), "float"),
-    "conv2d_many_channels": (lambda: tf.keras.Sequential([L.InputLayer(input_shape=(8, 8, 9)),
+    "conv2d_many_channels": (lambda: keras.Sequential([L.InputLayer(input_shape=(8, 8, 9)),
                                                          L.Conv2D(5, 3, strides=2, padding="same", activation="relu"),
                                                          L.Conv2D(4, 3, padding="valid")]), (8, 8, 9), "float"),
-    "conv2d_wide_patches": (lambda: tf.keras.Sequential([L.InputLayer(input_shape=(6, 6, 70)),
+    "conv2d_wide_patches": (lambda: keras.Sequential([L.InputLayer(input_shape=(6, 6, 70)),
                                                         L.Conv2D(3, 3, strides=2, padding="same")]), (6, 6, 70), "float"),
-    "conv2d_transpose_wide_patches": (lambda: tf.keras.Sequential([L.InputLayer(input_shape=(2, 2, 3)),
+    "conv2d_transpose_wide_patches": (lambda: keras.Sequential([L.InputLayer(input_shape=(2, 2, 3)),
                                                                   L.Conv2DTranspose(70, 3, strides=2)]),
                                       (2, 2, 3), "float"),
-    "conv2d_transpose_many_channels": (lambda: tf.keras.Sequential([L.InputLayer(input_shape=(3, 3, 4)),
+    "conv2d_transpose_many_channels": (lambda: keras.Sequential([L.InputLayer(input_shape=(3, 3, 4)),
                                                                    L.Conv2DTranspose(10, 3, strides=2, padding="same")]),
                                        (3, 3, 4), "float"),
-    "conv2d_transpose": (lambda: tf.keras.Sequential([L.InputLayer(input_shape=(4, 4, 3)),
+    "conv2d_transpose": (lambda: keras.Sequential([L.InputLayer(input_shape=(4, 4, 3)),
                                                      L.Conv2DTranspose(4, 3, strides=2, padding="same",
                                                                        activation="relu"),
                                                      L.Conv2DTranspose(2, 3, strides=2, padding="valid")]),
                          (4, 4, 3), "float"),
-    "embedding": (lambda: tf.keras.Sequential([L.InputLayer(input_shape=(6,), dtype="int32"), L.Embedding(5, 4),
+    "embedding": (lambda: keras.Sequential([L.InputLayer(input_shape=(6,), dtype="int32"), L.Embedding(5, 4),
                                               L.Dense(3)]), (6,), "ids"),
-    "layer_norm": (lambda: tf.keras.Sequential([L.InputLayer(input_shape=(3, 8)), L.Dense(8),
+    "layer_norm": (lambda: keras.Sequential([L.InputLayer(input_shape=(3, 8)), L.Dense(8),
                                                L.LayerNormalization(), L.Dense(2)]), (3, 8), "float"),
-    "fallback_prelu": (lambda: tf.keras.Sequential([L.InputLayer(input_shape=(5,)), L.Dense(4), L.PReLU(),
+    "fallback_prelu": (lambda: keras.Sequential([L.InputLayer(input_shape=(5,)), L.Dense(4), L.PReLU(),
                                                    L.Dense(2)]), (5,), "float"),
     "fallback_shared_layer": (shared_dense_network, (6,), "float"),
 }
@@ -109,7 +110,7 @@ def per_example_floats(network):
 @requires_tf_privacy
 def test_fast_clipped_sum_equals_vectorized_reference(case, in_chunks, monkeypatch):
     make, shape, kind = CASES[case]
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     network = make()
     rng = np.random.default_rng(1)
     batch = 12
@@ -136,7 +137,7 @@ def test_preconditioned_clipped_sum_equals_per_example_reference(case, in_chunks
     """DP^2's adaptive step: each per-example gradient times per-coordinate scales, then clipped; checked against
     per-example Jacobians scaled and clipped in NumPy."""
     make, shape, kind = CASES[case]
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     network = make()
     rng = np.random.default_rng(3)
     batch = 12
@@ -168,8 +169,8 @@ class TwiceProbe(Probe):
 
 @requires_tf_privacy
 def test_network_run_twice_in_one_loss_is_run_again_per_example():
-    tf.keras.utils.set_random_seed(0)
-    network = tf.keras.Sequential([L.InputLayer(input_shape=(5,)), L.Dense(4, activation="tanh"), L.Dense(3)])
+    keras.utils.set_random_seed(0)
+    network = keras.Sequential([L.InputLayer(input_shape=(5,)), L.Dense(4, activation="tanh"), L.Dense(3)])
     x = np.random.default_rng(2).normal(size=(10, 5)).astype("float32") * 2
     sums = {}
     for engine in ("fast", "vectorized"):
@@ -204,7 +205,7 @@ class LowRank(L.Layer):
 def test_layer_without_a_norm_rule_is_run_again_per_example_in_bounded_memory():
     """1,024 examples x 131k parameters would be 537 MB of per-example gradients (and the loss's Jacobian more); the
     recompute path holds one chunk of them at a time. Peak tensor memory from TensorFlow's allocator."""
-    network = tf.keras.Sequential([L.InputLayer(input_shape=(64,)), LowRank(1024, 64), L.Dense(4)])
+    network = keras.Sequential([L.InputLayer(input_shape=(64,)), LowRank(1024, 64), L.Dense(4)])
     x = np.random.default_rng(0).normal(size=(1024, 64)).astype("float32")
     model = Probe(network)
     model.compile(privacy=tfdpgen.PrivacySettings(dataset_size=10_000, batch_size=1024, epochs=1, l2_norm_clip=1.0,
@@ -240,7 +241,7 @@ def test_memory_test_runs_where_onednn_is_off():
 
 
 def test_batch_normalization_in_a_private_network_is_refused_before_training():
-    network = tf.keras.Sequential([L.InputLayer(input_shape=(5,)), L.Dense(4), L.BatchNormalization(), L.Dense(2)])
+    network = keras.Sequential([L.InputLayer(input_shape=(5,)), L.Dense(4), L.BatchNormalization(), L.Dense(2)])
     settings = tfdpgen.PrivacySettings(dataset_size=100, batch_size=10, epochs=1, noise_multiplier=1.0)
     with pytest.raises(ValueError, match="BatchNormalization.*LayerNormalization"):
         Probe(network).compile(privacy=settings, optimizer="sgd")

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+import tf_keras as keras
 
 import tfdpgen
 from tfdpgen.data.sampling import private_batches
@@ -34,7 +35,7 @@ def test_jit_clipping_equals_plain_and_noise_has_the_right_scale():
 
 
 def test_jit_compiled_dp_vae_learns_on_static_batches():
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     images = np.random.default_rng(0).uniform(size=(256, 28, 28, 1)).astype("float32") ** 3
     settings = tfdpgen.PrivacySettings(dataset_size=256, batch_size=32, epochs=4, noise_multiplier=0.5)
     model = tfdpgen.DPVAE(image_shape=(28, 28, 1), latent_dim=4, seed=1)

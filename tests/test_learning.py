@@ -1,7 +1,7 @@
 """DP training learns on real data (the failure TF Privacy users report most: optimizers that silently stop learning)."""
 import numpy as np
 import pytest
-import tensorflow as tf
+import tf_keras as keras
 
 import tfdpgen
 from tfdpgen.data.images import load_images
@@ -13,7 +13,7 @@ from tfdpgen.models.sinkhorn import DPSinkhorn
 
 
 def fit_vae(images, epochs, batch_size, epsilon, image_shape):
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     settings = tfdpgen.PrivacySettings(dataset_size=len(images), batch_size=batch_size, epochs=epochs,
                                        target_epsilon=epsilon)
     model = tfdpgen.DPVAE(image_shape=image_shape, latent_dim=8)
@@ -68,22 +68,22 @@ def synthetic_accuracy(model, held_out, held_out_labels):
 
 
 def conditional_vae():
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     return tfdpgen.DPVAE(image_shape=(8, 8, 1), num_classes=10, seed=0)
 
 
 def conditional_sinkhorn():
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     return DPSinkhorn(image_shape=(8, 8, 1), num_classes=10, seed=0)
 
 
 def conditional_diffusion():
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     return DPDiffusion(image_shape=(8, 8, 1), num_classes=10, guidance=0.0, seed=0)
 
 
 def conditional_gan():
-    tf.keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(0)
     return DPGAN(image_shape=(8, 8, 1), num_classes=10, seed=0)
 
 

@@ -270,6 +270,8 @@ def test_cli_run_meets_its_target_and_lists_every_release(marginal_run):
 
 
 def test_export_samples_the_declared_columns_in_plain_tensorflow(marginal_run):
+    """Also: the export holds the mixture alone (bug caught: it saved the whole model, fitting step and optimizer
+    included, and every load warned of "unsaved custom gradients")."""
     schema = load_table("breast_cancer").schema
     script = textwrap.dedent(f"""
         import json, tensorflow as tf
@@ -284,6 +286,7 @@ def test_export_samples_the_declared_columns_in_plain_tensorflow(marginal_run):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "custom gradients" not in out.stderr, out.stderr
     assert set(result["joint"]) == {column.name for column in schema.columns}
     for column in schema.columns:
         values = result["joint"][column.name]

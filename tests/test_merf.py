@@ -11,7 +11,7 @@ import textwrap
 import dp_accounting
 import numpy as np
 import pytest
-import tensorflow as tf
+import tf_keras as keras
 
 import tfdpgen  # noqa: F401
 from tfdpgen import cli
@@ -117,7 +117,7 @@ def test_without_noise_it_learns_the_labels_and_a_label_blind_fit_does_not():
     test, test_labels = digits.images[1400:], digits.labels[1400:]
     scores = {}
     for name, given in (("labels", labels), ("shuffled", np.random.default_rng(0).permutation(labels))):
-        tf.keras.utils.set_random_seed(0)  # the generator's initial weights: one draw, not a new one each run
+        keras.utils.set_random_seed(0)  # the generator's initial weights: one draw, not a new one each run
         model = DPMERF((8, 8, 1), 10, frequencies=1000)
         model.set_release(model.release_statistic(train, given))
         model.fit(300, verbose=0)

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 import tfdpgen
 from tfdpgen.privacy.clipping.vectorized import VectorizedClipping
@@ -67,7 +68,7 @@ def test_noise_std_is_sigma_clip_over_expected_batch(actual_batch, engine):
 @ENGINES
 def test_outlier_update_norm_is_lr_clip_over_batch_in_vae(engine):
     """One outlier record through the real DP-VAE: the update of all its variables has norm exactly lr*C/B."""
-    tf.keras.utils.set_random_seed(3)
+    keras.utils.set_random_seed(3)
     clip, batch, lr = 0.5, 32, 0.1
     model = tfdpgen.DPVAE(image_shape=(8, 8, 1), latent_dim=4)
     model.compile(privacy=settings(batch, clip, 0.0, dataset_size=1000), optimizer="sgd", learning_rate=lr,
@@ -102,7 +103,7 @@ def test_private_gradients_rejects_batch_mean_loss_and_plain_optimizers():
     with pytest.raises(ValueError, match="one value per example"):
         private_gradients(model.clipping, tape, loss, variables, None, 4, model.dp_noise, 0, 1.0)
     with pytest.raises(TypeError, match="DP optimizer"):
-        VectorizedClipping(tf.keras.optimizers.legacy.SGD())
+        VectorizedClipping(keras.optimizers.legacy.SGD())
 
 
 def test_noise_is_fresh_at_every_step():
@@ -111,7 +112,7 @@ def test_noise_is_fresh_at_every_step():
     model = LinearToy(2, width, zero_init=True)
     model.compile(privacy=settings(16, 1.0, 1.0), optimizer="sgd", learning_rate=1.0)
     kernels = []
-    record = tf.keras.callbacks.LambdaCallback(on_batch_end=lambda b, logs: kernels.append(model.net.kernel.numpy()))
+    record = keras.callbacks.LambdaCallback(on_batch_end=lambda b, logs: kernels.append(model.net.kernel.numpy()))
     data = tf.data.Dataset.from_tensors((np.zeros((16, 2), "float32"), np.zeros((16, width), "float32"))).repeat()
     model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[record])
     updates = np.diff(np.stack([np.zeros_like(kernels[0])] + kernels), axis=0).reshape(steps, -1)

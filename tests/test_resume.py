@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-import tensorflow as tf
+import tf_keras as keras
 
 import tfdpgen
 from tfdpgen import cli
@@ -121,18 +121,18 @@ def test_keras_backup_and_restore_keeps_the_privacy_count_and_data_position(tmp_
     images = np.random.default_rng(0).uniform(size=(200, 8, 8, 1)).astype("float32")
     settings = tfdpgen.PrivacySettings(dataset_size=200, batch_size=20, epochs=4, noise_multiplier=1.0)
 
-    class Crash(tf.keras.callbacks.Callback):
+    class Crash(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 1:
                 raise RuntimeError("simulated crash")
 
     def run(callbacks, backup="backup"):
-        tf.keras.utils.set_random_seed(0)
+        keras.utils.set_random_seed(0)
         model = tfdpgen.DPVAE(image_shape=(8, 8, 1), latent_dim=2, seed=1)
         model.compile(privacy=settings, optimizer="sgd", learning_rate=0.01, noise_key=7)
         model.fit(private_batches(images, np.zeros(200, "int32"), model.privacy, seed=3, start_step=model.dp_steps),
                   epochs=4, steps_per_epoch=10, verbose=0,
-                  callbacks=[tf.keras.callbacks.BackupAndRestore(str(tmp_path / backup))] + callbacks)
+                  callbacks=[keras.callbacks.BackupAndRestore(str(tmp_path / backup))] + callbacks)
         return model
 
     with pytest.raises(RuntimeError, match="simulated crash"):

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen import cli
 from tfdpgen.models.base import DPGenerativeModel
@@ -22,9 +23,9 @@ class ToyGenerator(DPGenerativeModel):
     def __init__(self, image_shape=(8, 8, 1), num_classes=10, latent_dim=4, seed=None, **kwargs):
         super().__init__(latent_dim=latent_dim, seed=seed, **kwargs)
         self.image_shape, self.num_classes = tuple(int(size) for size in image_shape), num_classes
-        self.net = tf.keras.Sequential([tf.keras.layers.InputLayer(input_shape=(latent_dim + num_classes,)),
-                                        tf.keras.layers.Dense(int(np.prod(self.image_shape)), activation="sigmoid"),
-                                        tf.keras.layers.Reshape(self.image_shape)])
+        self.net = keras.Sequential([keras.layers.InputLayer(input_shape=(latent_dim + num_classes,)),
+                                        keras.layers.Dense(int(np.prod(self.image_shape)), activation="sigmoid"),
+                                        keras.layers.Reshape(self.image_shape)])
 
     private_networks = property(lambda self: [self.net])
     generator_networks = property(lambda self: [self.net])

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 import tfdpgen
 from tfdpgen.data.tables import TableSchema, load_table
@@ -104,7 +105,7 @@ def test_the_generator_learns_the_released_marginals():
     data = load_table(frame=table(3000), schema=SCHEMA)
     distances = {}
     for weight in (1.0, 0.0):
-        tf.keras.utils.set_random_seed(0)
+        keras.utils.set_random_seed(0)
         model = DPTableGAN(data.schema, latent_dim=8, seed=0, marginal_weight=weight)
         settings = tfdpgen.PrivacySettings(dataset_size=3000, batch_size=128, epochs=6, noise_multiplier=0.0)
         model.compile(privacy=settings, optimizer="dp-adam", learning_rate=5e-4, noise_key=1)

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 from scipy import stats
 
 from tfdpgen._compat import TF_PRIVACY_INSTALL, has_tf_privacy
@@ -21,8 +22,8 @@ class LinearToy(DPGenerativeModel):
 
     def __init__(self, inputs, outputs, zero_init=False):
         super().__init__(latent_dim=inputs)
-        init = "zeros" if zero_init else tf.keras.initializers.RandomNormal(seed=1)
-        self.net = tf.keras.layers.Dense(outputs, use_bias=False, kernel_initializer=init)
+        init = "zeros" if zero_init else keras.initializers.RandomNormal(seed=1)
+        self.net = keras.layers.Dense(outputs, use_bias=False, kernel_initializer=init)
         self.net.build((None, inputs))
 
     private_networks = property(lambda self: [self.net])

@@ -1,51 +1,29 @@
-"""Make TensorFlow Privacy 0.9.0 importable and working on TensorFlow >= 2.16, and do without it where it is absent.
+"""TensorFlow Privacy 0.9.0 where it is installed, and one line that says what to do where it is not or cannot work.
 
-Two facts of the checked stack (see DESIGN.md):
-1. TF Privacy is written for the Keras 2 API, which on TF >= 2.16 is the ``tf_keras`` package. ``tf.keras`` resolves
-   to it only if ``TF_USE_LEGACY_KERAS=1`` is set before ``tf.keras`` is first touched, and once a process has resolved
-   it to Keras 3 it stays so.
-2. ``import tensorflow_privacy`` imports its estimators, which need ``tensorflow_estimator``, which does not import on
+Facts of the checked stack (see DESIGN.md):
+1. tfdpgen builds every model on the Keras 2 API through the ``tf_keras`` package itself, never through ``tf.keras``,
+   so it works in any process: whether ``tf.keras`` means Keras 3 (TensorFlow >= 2.16 by default) or ``tf_keras``
+   (``TF_USE_LEGACY_KERAS=1`` set before it was first touched) is the user's choice, and tfdpgen sets nothing.
+2. TF Privacy's vectorized optimizers (the `vectorized` reference engine) are built on ``tf.keras`` when their module
+   is imported, so they work only where ``tf.keras`` is ``tf_keras``: that engine, and only it, needs
+   ``TF_USE_LEGACY_KERAS=1`` (``legacy_keras_error`` says so in one line).
+3. ``import tensorflow_privacy`` imports its estimators, which need ``tensorflow_estimator``, which does not import on
    TF >= 2.16. ``sys.skip_tf_privacy_import = True`` is TF Privacy's own switch to skip that; its submodules still work.
-
-3. TF Privacy 0.9.0 declares Python < 3.12, so on Python >= 3.12 (Colab) pip does not install it with tfdpgen. Only the
+4. TF Privacy 0.9.0 declares Python < 3.12, so on Python >= 3.12 (Colab) pip does not install it with tfdpgen. Only the
    `vectorized` reference engine and TF Privacy's privacy statement (privacy.txt) need it; ``tf_privacy`` imports it
    for them or says in one line how to add it. The fast engine and the accounting (dp_accounting) never need it.
-
-This module must be imported before TensorFlow; ``tfdpgen/__init__.py`` does so first.
 """
 import importlib
 import importlib.util
-import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.skip_tf_privacy_import = True
-
-import tensorflow as tf  # noqa: E402
-
-
-class KerasVersionError(ImportError):
-    """tf.keras already means Keras 3 in this process, so TF Privacy's optimizers cannot work."""
-
-
-def check_keras_2() -> None:
-    if not tf.keras.__name__.startswith("tf_keras"):
-        raise KerasVersionError(
-            "tf.keras is Keras 3 in this process, but tfdpgen needs the Keras 2 API (tf_keras) that "
-            "TensorFlow Privacy is written for. Import tfdpgen before anything touches tf.keras, or set the "
-            "environment variable TF_USE_LEGACY_KERAS=1 before Python starts (in a notebook: "
-            "os.environ['TF_USE_LEGACY_KERAS'] = '1' in the first cell, then restart the runtime)."
-        )
-
-
-check_keras_2()
 
 TF_PRIVACY_INSTALL = "pip install --no-deps --ignore-requires-python tensorflow-privacy==0.9.0"
 
 
 class TFPrivacyMissing(ImportError):
-    """TensorFlow Privacy is not installed, and what was asked for needs it."""
+    """TensorFlow Privacy is not installed, or cannot work in this process, and what was asked for needs it."""
 
 
 def has_tf_privacy() -> bool:
@@ -55,12 +33,26 @@ def has_tf_privacy() -> bool:
         return False
 
 
-def tf_privacy(module: str, purpose: str):
+def tf_keras_is_legacy() -> bool:
+    """Whether ``tf.keras`` is ``tf_keras`` in this process (resolving it, as anything touching tf.keras does)."""
+    import tensorflow as tf
+    return tf.keras.__name__.startswith("tf_keras")
+
+
+def legacy_keras_error(purpose: str) -> TFPrivacyMissing:
+    return TFPrivacyMissing(
+        f"{purpose} uses TF Privacy's optimizers, which need tf.keras to be Keras 2 (tf_keras), and in this process "
+        "it is Keras 3: set TF_USE_LEGACY_KERAS=1 before Python starts (in a notebook, before TensorFlow is imported, "
+        "then restart the runtime), or use the fast engine (the default), which works with either.")
+
+
+def tf_privacy(module: str, purpose: str, needs_legacy_keras: bool = False):
     """TF Privacy's submodule `module` (e.g. "privacy.optimizers.dp_optimizer_keras_vectorized"), or one clear error
-    saying that `purpose` needs TF Privacy and how to add it."""
+    saying that `purpose` needs TF Privacy (or, for modules built on tf.keras, tf.keras as Keras 2) and how to get it."""
     if not has_tf_privacy():
         raise TFPrivacyMissing(
             f"{purpose} needs TensorFlow Privacy, which is not installed (pip installs it with tfdpgen only on Python "
             f"< 3.12). Add it with `{TF_PRIVACY_INSTALL}`; the fast engine (the default) trains without it.")
+    if needs_legacy_keras and not tf_keras_is_legacy():
+        raise legacy_keras_error(purpose)
     return importlib.import_module(f"tensorflow_privacy.{module}")
-

@@ -1,5 +1,7 @@
 """The `tfdpgen` command."""
 import argparse
+import logging
+import os
 import sys
 
 DESCRIPTION = "Train differentially private generative models and export them for TensorFlow Serving."
@@ -153,9 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--server", help="HOST:PORT of TensorFlow Serving (gRPC port, or REST port with --rest)")
     sample.add_argument("--model-name", help="with --server: the served model's name")
     sample.add_argument("--rest", action="store_true", help="with --server: use the REST API instead of gRPC")
-    sample.add_argument("-n", "--num-samples", type=int, default=16)
+    sample.add_argument("-n", "--num-samples", type=int,
+                        help="how many samples (default 16); with one --labels value, that many of its class")
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--labels", type=int, nargs="+", help="conditional models: one label per sample")
+    sample.add_argument("--labels", type=int, nargs="+", help="conditional models: one label per sample, or "
+                                                                     "one label and -n")
     sample.add_argument("--out", help="write the samples: .npy, .csv or .png (default: print a summary)")
 
     evaluate = commands.add_parser("evaluate", help="utility, fidelity and privacy audits of a finished run "
@@ -176,18 +180,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def sample_request(num_samples, labels):
+    """(num_samples, labels) for the sampler from -n and --labels: one label with -n N asks for N samples of its
+    class; several labels give one sample each, and -n may only repeat their count."""
+    if num_samples is not None and num_samples < 1:
+        raise ValueError(f"--num-samples must be at least 1, got {num_samples}.")
+    if labels is None:
+        return num_samples or 16, None
+    if num_samples is not None and len(labels) == 1:
+        return None, labels * num_samples
+    if num_samples is not None and num_samples != len(labels):
+        raise ValueError(f"-n {num_samples} and {len(labels)} --labels disagree: give one label with -n N for N "
+                         "samples of its class, or one label per sample without -n.")
+    return None, labels
+
+
 def run_sample(args) -> None:
     from tfdpgen.runs.use import run_export_dir
     from tfdpgen.serving.samples import check_out_path, draw_samples, write_samples
     if args.server and not args.model_name:
         raise ValueError("--server needs --model-name.")
-    if args.labels is None and args.num_samples < 1:
-        raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}.")
+    num_samples, labels = sample_request(args.num_samples, args.labels)
     if args.out is not None:
         check_out_path(args.out)
     samples = draw_samples(export_dir=None if args.server else run_export_dir(args.run), server=args.server,
                            model_name=args.model_name, rest=args.rest,
-                           num_samples=None if args.labels else args.num_samples, seed=args.seed, labels=args.labels)
+                           num_samples=num_samples, seed=args.seed, labels=labels)
     print(write_samples(samples, args.out))
 
 
@@ -241,9 +259,33 @@ def train_settings(args) -> dict:
     return settings
 
 
+def start_tensorflow_quietly() -> None:
+    """Start TensorFlow without its C++ logs (the probing for CUDA and CPU features at import, then "failed call to
+    cuInit" where there is no GPU) and with its libraries' Python warnings at ERROR (dp_accounting's "failed to
+    converge ... excluding this order" while the noise is calibrated): a command prints its own lines and Keras'
+    progress bars. A user who set TF_CPP_MIN_LOG_LEVEL, or imported TensorFlow already (calling `main` from Python),
+    keeps what they chose."""
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    # The CUDA probing at import logs through absl before absl is initialised, which no log level reaches: the
+    # process's stderr is closed for the import alone (an import error still shows: it is raised after).
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    tensorflow.get_logger().setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
 def main(argv=None) -> int:
+    start_tensorflow_quietly()
     args = build_parser().parse_args(argv)
-    import tfdpgen  # noqa: F401  (sets up Keras 2 before TensorFlow is touched)
     from tfdpgen._compat import TFPrivacyMissing
     from tfdpgen.privacy.budget import PrivacyBudgetExhausted
     from tfdpgen.runs import evaluate_run, export_run, train_run

@@ -15,6 +15,7 @@ import secrets
 
 import numpy as np
 import tensorflow as tf
+import tf_keras as keras
 
 
 def new_seed() -> int:
@@ -103,4 +104,4 @@ def distributed_private_batches(x, y, settings, strategy, seed: int = None, star
         return private_batches(x, y, settings, seed, start_step, range(first, first + local),
                                context.num_replicas_in_sync, static_size)
 
-    return tf.keras.utils.experimental.DatasetCreator(dataset_fn)
+    return keras.utils.experimental.DatasetCreator(dataset_fn)

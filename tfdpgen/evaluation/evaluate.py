@@ -150,8 +150,13 @@ def evaluate(model, family: str, tabular: bool, data, train, train_labels, test,
                       "not covered by the run's differential privacy guarantee"}
 
 
+def readable_epsilon(epsilon) -> str:
+    """Three significant digits for people (the exact figure is in the JSON)."""
+    return "none (not DP)" if epsilon is None else f"{epsilon:.3g}"
+
+
 def summary(result: dict) -> str:
-    lines = [f"{result['family']} on {result['dataset']}: epsilon={result['privacy']['epsilon']}, "
+    lines = [f"{result['family']} on {result['dataset']}: epsilon={readable_epsilon(result['privacy']['epsilon'])}, "
              f"{result['synthetic_samples']} synthetic samples, {result['held_out_records']} held-out records"]
     if "warning" in result["privacy"]:
         lines.append(f"  WARNING: {result['privacy']['warning']}")
@@ -175,7 +180,7 @@ def summary(result: dict) -> str:
     for name, attack in audit["attacks"].items():
         lines.append(f"  membership inference ({name}): AUC {attack['auc']:.3f}, empirical epsilon >= "
                      f"{attack['empirical_epsilon']:.2f}")
-    lines.append(f"  claimed epsilon {audit['claimed_epsilon']} vs empirical lower bound "
+    lines.append(f"  claimed epsilon {readable_epsilon(audit['claimed_epsilon'])} vs empirical lower bound "
                  f"{audit['empirical_epsilon_lower_bound']:.2f}: {'consistent' if audit['consistent'] else 'VIOLATED'}")
     memo = result["memorization"]
     lines.append(f"  near-copies of training records: {memo['near_copy_rate']:.3%} (held-out baseline "

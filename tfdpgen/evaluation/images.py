@@ -7,15 +7,16 @@ no generator saw, and only figures computed with the same classifier compare.
 """
 import numpy as np
 import tensorflow as tf
+import tf_keras as keras
 
-L = tf.keras.layers
+L = keras.layers
 
 
-def small_cnn(image_shape, num_classes: int, seed: int = 0) -> tf.keras.Model:
+def small_cnn(image_shape, num_classes: int, seed: int = 0) -> keras.Model:
     """The fixed classifier of every image evaluation (conv 32 and 64, each pooled on images of 16 pixels or more,
     dense 128 'features', softmax). Spatial features are kept to the dense layer (global average pooling there capped
     it near 0.85 on 8,000 real MNIST images, below what good synthetic data can show)."""
-    tf.keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(seed)
     inputs = L.Input(image_shape)
     h = L.Conv2D(32, 3, padding="same", activation="relu")(inputs)
     if image_shape[0] >= 16:
@@ -25,10 +26,21 @@ def small_cnn(image_shape, num_classes: int, seed: int = 0) -> tf.keras.Model:
         h = L.MaxPooling2D()(h)
     features = L.Dense(128, activation="relu", name="features")(L.Flatten()(h))
     outputs = L.Dense(num_classes)(features)
-    model = tf.keras.Model(inputs, outputs)
-    model.compile(optimizer=tf.keras.optimizers.legacy.Adam(1e-3),
-                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.legacy.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     return model
+
+
+def batches(images, labels, shuffle_seed: int = None, batch_size: int = 64) -> tf.data.Dataset:
+    """Batches of (images, labels), reshuffled each epoch from `shuffle_seed` if given. A data set, not arrays, goes to
+    `fit` here: Keras' own pipeline for arrays is a parallel map that TensorFlow rewrites when op
+    determinism is on (a DP-SGD run turns it on), logging "NodeDef mentions attribute use_unbounded_threadpool" (an
+    attribute the rewritten op lacks)."""
+    data = tf.data.Dataset.from_tensor_slices((images, labels))
+    if shuffle_seed is not None:
+        data = data.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size)
 
 
 def train_classifier(images, labels, num_classes: int, epochs: int = 20, seed: int = 0, selection_share: float = 0.0):
@@ -38,22 +50,29 @@ def train_classifier(images, labels, num_classes: int, epochs: int = 20, seed: i
     (DPImageBench: choosing them on the real test set overstates synthetic data's worth and is not DP)."""
     model = small_cnn(images.shape[1:], num_classes, seed)
     if not selection_share:
-        model.fit(images, labels, epochs=epochs, batch_size=64, verbose=0, shuffle=True)
+        model.fit(batches(images, labels, seed), epochs=epochs, verbose=0)
         return model
     order = np.random.default_rng(seed).permutation(len(images))
     cut = int(round(len(images) * selection_share))
     chosen, fitted = order[:cut], order[cut:]
     # the held-back loss, not its accuracy: on clean synthetic data the accuracy reaches its maximum early and ties,
     # which would keep an undertrained epoch
-    best = tf.keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=epochs, restore_best_weights=True)
-    model.fit(images[fitted], labels[fitted], epochs=epochs, batch_size=64, verbose=0, shuffle=True,
-              validation_data=(images[chosen], labels[chosen]), callbacks=[best])
+    best = keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=epochs, restore_best_weights=True)
+    model.fit(batches(images[fitted], labels[fitted], seed), epochs=epochs, verbose=0,
+              validation_data=batches(images[chosen], labels[chosen]), callbacks=[best])
     model.selected_epoch = best.best_epoch + 1
     return model
 
 
+def outputs(model, images, batch_size: int = 256) -> np.ndarray:
+    """`model` on `images`, a batch at a time, eagerly: `predict` traces a function for each new model, and an
+    evaluation makes several (TensorFlow then warns of "excessive retracing")."""
+    return np.concatenate([model(images[start:start + batch_size], training=False).numpy()
+                           for start in range(0, len(images), batch_size)])
+
+
 def accuracy(model, images, labels) -> float:
-    return float(np.mean(np.argmax(model.predict(images, batch_size=256, verbose=0), -1) == labels))
+    return float(np.mean(np.argmax(outputs(model, images), -1) == labels))
 
 
 def tstr_accuracy(train_images, train_labels, test_images, test_labels, num_classes, epochs=20, seed=0,
@@ -65,8 +84,8 @@ def tstr_accuracy(train_images, train_labels, test_images, test_labels, num_clas
 
 
 def features(classifier, images) -> np.ndarray:
-    extractor = tf.keras.Model(classifier.input, classifier.get_layer("features").output)
-    return extractor.predict(images, batch_size=256, verbose=0).astype(np.float64)
+    extractor = keras.Model(classifier.input, classifier.get_layer("features").output)
+    return outputs(extractor, images).astype(np.float64)
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -18,6 +18,7 @@ or None)` (through `self.generator`) and `discriminate(rows, labels, run=None) -
 `self.average_generator`.
 """
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen.models.base import DPGenerativeModel, moving_average_decay, update_moving_average
 
@@ -47,7 +48,7 @@ class AdversarialModel(DPGenerativeModel):
 
     def track_average(self):
         """Start the generator's moving average at its initial weights (call once `self.generator` is built)."""
-        self.average_generator = tf.keras.models.clone_model(self.generator)
+        self.average_generator = keras.models.clone_model(self.generator)
         self.average_generator._name = "average_generator"
         self.average_generator.set_weights(self.generator.get_weights())
 
@@ -61,7 +62,7 @@ class AdversarialModel(DPGenerativeModel):
             self.zero_rate_skips = self.discriminator_steps > 1 and tf.distribute.has_strategy()
         if self.zero_rate_skips:
             rate = lambda: self.generator_learning_rate * tf.cast(self.generator_due(), tf.float32)  # noqa: E731
-        self.generator_optimizer = tf.keras.optimizers.legacy.Adam(rate, beta_1=0.5)
+        self.generator_optimizer = keras.optimizers.legacy.Adam(rate, beta_1=0.5)
         with self.distribute_strategy.scope():
             self.generator_optimizer._create_all_weights(self.generator.trainable_variables)
 

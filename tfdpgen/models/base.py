@@ -2,6 +2,7 @@
 import threading
 
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen.privacy.adaptive_clipping import AdaptiveClipNorm
 from tfdpgen.privacy.budget import PrivacyBudget
@@ -16,7 +17,7 @@ from tfdpgen.privacy.report import privacy_report
 from tfdpgen.privacy.settings import PrivacySettings
 
 
-class DPGenerativeModel(tf.keras.Model):
+class DPGenerativeModel(keras.Model):
     """A generator trained with DP-SGD in `model.fit`.
 
     Subclasses define `per_example_terms(x, y, training)` (a dict of per-example vectors whose "loss" entry is
@@ -46,7 +47,7 @@ class DPGenerativeModel(tf.keras.Model):
         # The clip norm adaptive clipping moves (a variable, so checkpoints carry it); set at compile before step 1.
         self.clip_norm = tf.Variable(1.0, dtype=tf.float32, trainable=False, name="clip_norm",
                                      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in self.metric_names}
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
 
     def compile(self, privacy: PrivacySettings, optimizer="dp-adam", learning_rate: float = 1e-3,
                 noise_key: int = None, engine: str = "fast", dp2_delay: int = 100, dp2_learning_rate: float = None,
@@ -91,7 +92,7 @@ class DPGenerativeModel(tf.keras.Model):
         example's loss through the batch statistics, so clipping each example no longer bounds what one record moves."""
         for network in self.private_networks:
             mixing = [layer.name for layer in network._flatten_layers()
-                      if isinstance(layer, tf.keras.layers.BatchNormalization)]
+                      if isinstance(layer, keras.layers.BatchNormalization)]
             if mixing:
                 raise ValueError(f"{network.name} reads private records and has BatchNormalization layers "
                                  f"({', '.join(mixing)}): batch statistics mix examples, which breaks per-example "
@@ -147,7 +148,7 @@ class DPGenerativeModel(tf.keras.Model):
         return {}
 
     def train_step(self, data):
-        x, y, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
+        x, y, weights = keras.utils.unpack_x_y_sample_weight(data)
         recorder = Recorder() if isinstance(self.clipping, FastClipping) else None
         with tf.GradientTape(persistent=recorder is not None) as tape:
             self.recorder = recorder
@@ -199,7 +200,7 @@ class DPGenerativeModel(tf.keras.Model):
         return logs
 
     def test_step(self, data):
-        x, y, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
+        x, y, weights = keras.utils.unpack_x_y_sample_weight(data)
         for name, values in self.per_example_terms(x, y, training=False).items():
             if name in self.trackers:
                 self.trackers[name].update_state(values, sample_weight=weights)

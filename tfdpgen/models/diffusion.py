@@ -31,6 +31,7 @@ import math
 
 import numpy as np
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen.models.base import DPGenerativeModel, moving_average_decay, update_moving_average
 from tfdpgen.models.unet import UNet
@@ -151,7 +152,7 @@ class DPDiffusion(DPGenerativeModel):
         if images.shape[1:] != self.image_shape:
             raise ValueError(f"public images have shape {images.shape[1:]}, the model's are {self.image_shape}.")
         labels = np.zeros(len(images), np.int32) if labels is None else np.asarray(labels, np.int32)
-        optimizer = tf.keras.optimizers.Adam(learning_rate)
+        optimizer = keras.optimizers.Adam(learning_rate)
         variables = self.network.trainable_variables
 
         @tf.function

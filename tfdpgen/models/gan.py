@@ -7,18 +7,19 @@ discriminator can tell a "3" labelled 7 from a "3" labelled 3 (a head reading [f
 bias, and a generator trained by it ignores its labels). Its generated rows take uniformly drawn labels.
 """
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen.data.images import DataError
 from tfdpgen.models.adversarial import AdversarialModel
 
-L = tf.keras.layers
+L = keras.layers
 SHAPES = ((8, 8, 1), (28, 28, 1), (32, 32, 3))
 
 
 def generator_network(image_shape, input_dim, width: int = 1):
     """The DCGAN-style generator; `width` multiplies its channels (DP-Sinkhorn's is twice as wide)."""
     if image_shape == (8, 8, 1):
-        return tf.keras.Sequential([L.InputLayer(input_shape=(input_dim,)), L.Dense(128 * width, activation="relu"),
+        return keras.Sequential([L.InputLayer(input_shape=(input_dim,)), L.Dense(128 * width, activation="relu"),
                                     L.Dense(64, activation="sigmoid"), L.Reshape(image_shape)], name="generator")
     start = 7 if image_shape[0] == 28 else 4
     layers = [L.InputLayer(input_shape=(input_dim,)), L.Dense(start * start * 64 * width, activation="relu"),
@@ -27,18 +28,18 @@ def generator_network(image_shape, input_dim, width: int = 1):
         layers.append(L.Conv2DTranspose(64 * width, 4, strides=2, padding="same", activation="relu"))
     layers += [L.Conv2DTranspose(32 * width, 4, strides=2, padding="same", activation="relu"),
                L.Conv2DTranspose(image_shape[-1], 4, strides=2, padding="same", activation="sigmoid")]
-    return tf.keras.Sequential(layers, name="generator")
+    return keras.Sequential(layers, name="generator")
 
 
 def discriminator_features(image_shape):
     if image_shape == (8, 8, 1):
-        return tf.keras.Sequential([L.InputLayer(input_shape=image_shape), L.Flatten(), L.Dense(128),
+        return keras.Sequential([L.InputLayer(input_shape=image_shape), L.Flatten(), L.Dense(128),
                                     L.LeakyReLU(0.2)], name="discriminator_features")
     layers = [L.InputLayer(input_shape=image_shape), L.Conv2D(32, 4, strides=2, padding="same"), L.LeakyReLU(0.2),
               L.Conv2D(64, 4, strides=2, padding="same"), L.LeakyReLU(0.2)]
     if image_shape[0] == 32:
         layers += [L.Conv2D(128, 4, strides=2, padding="same"), L.LeakyReLU(0.2)]
-    return tf.keras.Sequential(layers + [L.Flatten()], name="discriminator_features")
+    return keras.Sequential(layers + [L.Flatten()], name="discriminator_features")
 
 
 class DPGAN(AdversarialModel):
@@ -56,8 +57,8 @@ class DPGAN(AdversarialModel):
         self.track_average()
         self.features = discriminator_features(image_shape)
         width = self.features.output_shape[-1]
-        self.head = tf.keras.Sequential([L.InputLayer(input_shape=(width,)), L.Dense(1)], name="discriminator_head")
-        self.label_embedding = None if num_classes is None else tf.keras.Sequential(
+        self.head = keras.Sequential([L.InputLayer(input_shape=(width,)), L.Dense(1)], name="discriminator_head")
+        self.label_embedding = None if num_classes is None else keras.Sequential(
             [L.InputLayer(input_shape=(num_classes,)), L.Dense(width, use_bias=False)], name="label_embedding")
 
     private_networks = property(lambda self: [self.features, self.head] + (

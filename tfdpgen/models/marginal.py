@@ -26,6 +26,7 @@ data does) and carries far less sampling noise than n independent draws.
 """
 import numpy as np
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen.data.tables import TableData, TableSchema, table_codes
 from tfdpgen.privacy.aim import check_workload, estimate_total, measure_exactly, run_aim
@@ -58,7 +59,7 @@ def systematic_counts(probabilities: np.ndarray, count: int, rng: np.random.Gene
     return np.bincount(index, minlength=len(probabilities))
 
 
-class DPMarginalTable(tf.keras.Model):
+class DPMarginalTable(keras.Model):
     """`fit(measurements, total)` fits the mixture to marginal measurements (privacy.aim.Measurement); `marginal`
     answers any marginal of at most two columns, or three with the condition; `generate(z, labels)` decodes to the
     schema's columns, like the tabular GAN's.
@@ -89,7 +90,7 @@ class DPMarginalTable(tf.keras.Model):
         init = tf.random.stateless_normal([components, width], seed=[0 if seed is None else seed, 7])
         self.logits = tf.Variable(0.5 * init, name="logits")
         self.weight_logits = tf.Variable(tf.zeros([components]), name="weight_logits")
-        self._optimizer = tf.keras.optimizers.legacy.Adam(learning_rate)
+        self._optimizer = keras.optimizers.legacy.Adam(learning_rate)
         variables = [self.logits, self.weight_logits]
         signature = [tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64),  # cells, segments
                      tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float32),  # targets, weights
@@ -107,7 +108,15 @@ class DPMarginalTable(tf.keras.Model):
                                    input_signature=[tf.TensorSpec([None], tf.int64)])
 
     samples_joint = True  # serving_default draws the condition from the model, not uniformly
-    generator_networks = property(lambda self: [self])
+
+    @property
+    def generator_networks(self):
+        """What an export saves: the mixture's two variables. Not the model itself, which also holds its fitting
+        step and optimizer (saved with it, they made every load warn of "unsaved custom gradients") and is never
+        built as a Keras layer (Keras warned "Skipping full serialization")."""
+        parameters = tf.Module(name="mixture")
+        parameters.logits, parameters.weight_logits = self.logits, self.weight_logits
+        return [parameters]
     private_networks = property(lambda self: [])
 
     def column_probabilities(self, column):

@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen.data.images import DataError
 from tfdpgen.models.base import draw_samples
@@ -47,7 +48,7 @@ def median_heuristic(images) -> float:
     return float(np.median(distances[np.triu_indices(len(flat), 1)]) / flat.shape[1])
 
 
-class DPMERF(tf.keras.Model):
+class DPMERF(keras.Model):
     """`release_statistic(images, labels)` is the private sum (sensitivity 1); `set_release(sums)` takes its noisy
     release; `fit(steps)` fits the generator to it; `generate(z, labels)` draws images in [0, 1]."""
 
@@ -122,7 +123,7 @@ class DPMERF(tf.keras.Model):
         """Fit the generator to the targets: per step, `per_class` samples of every class, loss
         sum_c ||mean phi(G(z, c)) - target_c||^2 (reads only the released targets)."""
         if self._optimizer is None:
-            self._optimizer = tf.keras.optimizers.legacy.Adam(learning_rate)
+            self._optimizer = keras.optimizers.legacy.Adam(learning_rate)
         labels = tf.repeat(tf.range(self.num_classes), per_class)
 
         @tf.function
@@ -137,7 +138,7 @@ class DPMERF(tf.keras.Model):
             self._optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
             return loss
 
-        progress = tf.keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["mmd"])
+        progress = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["mmd"])
         for index in range(steps):
             loss = step(tf.constant([seed, index], tf.int64))
             progress.update(index + 1, [("mmd", float(loss))] if index % 50 == 0 or index + 1 == steps else None)

@@ -56,6 +56,7 @@ distance units) between points of different classes and each real record pulls o
 class. Each l_i still depends on record i alone, so the clipping above is unchanged.
 """
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen.data.images import DataError
 from tfdpgen.models.base import DPGenerativeModel
@@ -186,7 +187,7 @@ class DPSinkhorn(DPGenerativeModel):
         return released, loss, norms
 
     def train_step(self, data):
-        x, y, weights = tf.keras.utils.unpack_x_y_sample_weight(data)
+        x, y, weights = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as generator_tape:
             fake = self.fake_batch(True)
         step = self.dp_steps.read_value()

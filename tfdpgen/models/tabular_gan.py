@@ -27,11 +27,12 @@ import math
 
 import numpy as np
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen.data.tables import TableSchema
 from tfdpgen.models.adversarial import AdversarialModel
 
-L = tf.keras.layers
+L = keras.layers
 TEMPERATURE = 0.2
 HIDDEN = 256
 DROPOUT = 0.5
@@ -40,7 +41,7 @@ RELEASE_SHARE = 0.1  # of a target epsilon's zCDP budget, spent on the marginals
 MARGINALS = "per-class counts of every categorical feature column (tabular GAN marginal anchoring)"
 
 
-def residual_generator(input_dim: int, hidden: int, width: int) -> tf.keras.Model:
+def residual_generator(input_dim: int, hidden: int, width: int) -> keras.Model:
     """CTGAN's generator (Xu et al., NeurIPS 2019, github sdv-dev/CTGAN): each block's output is concatenated to its
     input, so later layers see the latent and condition directly. LayerNorm stands in for its BatchNorm, which would
     make a sample depend on the others drawn with it."""
@@ -48,7 +49,7 @@ def residual_generator(input_dim: int, hidden: int, width: int) -> tf.keras.Mode
     x = inputs
     for _ in range(2):
         x = L.Concatenate()([x, L.ReLU()(L.LayerNormalization()(L.Dense(hidden)(x)))])
-    return tf.keras.Model(inputs, L.Dense(width)(x), name="generator")
+    return keras.Model(inputs, L.Dense(width)(x), name="generator")
 
 
 class DPTableGAN(AdversarialModel):
@@ -61,7 +62,7 @@ class DPTableGAN(AdversarialModel):
         self.width = sum(column.width for column in schema.features)
         self.generator = residual_generator(latent_dim + self.num_classes, hidden, self.width)
         self.track_average()
-        self.discriminator = tf.keras.Sequential([L.InputLayer(input_shape=(self.width + self.num_classes,)),
+        self.discriminator = keras.Sequential([L.InputLayer(input_shape=(self.width + self.num_classes,)),
                                                   L.Dense(hidden), L.LeakyReLU(0.2), L.Dropout(DROPOUT),
                                                   L.Dense(hidden), L.LeakyReLU(0.2), L.Dropout(DROPOUT),
                                                   L.Dense(1)], name="discriminator")

@@ -9,8 +9,9 @@ them (examples on the first axis, draws and pixels as positions). No normalizati
 `zero_module`), so each block starts as the identity.
 """
 import tensorflow as tf
+import tf_keras as keras
 
-L = tf.keras.layers
+L = keras.layers
 
 
 def to_patches(x, patch):

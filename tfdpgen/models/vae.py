@@ -5,6 +5,7 @@ stacked on the image's channels in the encoder (a dense encoder reads the one-ho
 a one-hot beside z in the decoder, so the decoder must draw the digit the label names: p(x | z, y), q(z | x, y).
 """
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen.data.images import DataError
 from tfdpgen.models.base import DPGenerativeModel
@@ -18,19 +19,19 @@ DEFAULT_LATENT = 4
 
 
 def _conv_networks(latent_dim, label_width=0):
-    encoder = tf.keras.Sequential([
-        tf.keras.layers.InputLayer(input_shape=(28, 28, 1 + label_width)),
-        tf.keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
-        tf.keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
-        tf.keras.layers.Flatten(),
-        tf.keras.layers.Dense(2 * latent_dim),
+    encoder = keras.Sequential([
+        keras.layers.InputLayer(input_shape=(28, 28, 1 + label_width)),
+        keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
+        keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(2 * latent_dim),
     ], name="encoder")
-    decoder = tf.keras.Sequential([
-        tf.keras.layers.InputLayer(input_shape=(latent_dim + label_width,)),
-        tf.keras.layers.Dense(7 * 7 * 32, activation="relu"),
-        tf.keras.layers.Reshape((7, 7, 32)),
-        tf.keras.layers.Conv2DTranspose(16, 3, strides=2, padding="same", activation="relu"),
-        tf.keras.layers.Conv2DTranspose(1, 3, strides=2, padding="same"),
+    decoder = keras.Sequential([
+        keras.layers.InputLayer(input_shape=(latent_dim + label_width,)),
+        keras.layers.Dense(7 * 7 * 32, activation="relu"),
+        keras.layers.Reshape((7, 7, 32)),
+        keras.layers.Conv2DTranspose(16, 3, strides=2, padding="same", activation="relu"),
+        keras.layers.Conv2DTranspose(1, 3, strides=2, padding="same"),
     ], name="decoder")
     return encoder, decoder
 
@@ -39,16 +40,16 @@ def _dense_networks(image_shape, latent_dim, label_width=0, hidden=128):
     pixels = 1
     for size in image_shape:
         pixels *= size
-    encoder = tf.keras.Sequential([
-        tf.keras.layers.InputLayer(input_shape=(pixels + label_width,)),
-        tf.keras.layers.Dense(hidden, activation="relu"),
-        tf.keras.layers.Dense(2 * latent_dim),
+    encoder = keras.Sequential([
+        keras.layers.InputLayer(input_shape=(pixels + label_width,)),
+        keras.layers.Dense(hidden, activation="relu"),
+        keras.layers.Dense(2 * latent_dim),
     ], name="encoder")
-    decoder = tf.keras.Sequential([
-        tf.keras.layers.InputLayer(input_shape=(latent_dim + label_width,)),
-        tf.keras.layers.Dense(hidden, activation="relu"),
-        tf.keras.layers.Dense(pixels),
-        tf.keras.layers.Reshape(image_shape),
+    decoder = keras.Sequential([
+        keras.layers.InputLayer(input_shape=(latent_dim + label_width,)),
+        keras.layers.Dense(hidden, activation="relu"),
+        keras.layers.Dense(pixels),
+        keras.layers.Reshape(image_shape),
     ], name="decoder")
     return encoder, decoder
 

@@ -1,5 +1,5 @@
 """The privacy budget callback: epsilon in the logs after every epoch, and no step past the target."""
-import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen.privacy import accounting
 
@@ -8,7 +8,7 @@ class PrivacyBudgetExhausted(RuntimeError):
     """The model has already spent its target epsilon; no further private step is allowed."""
 
 
-class PrivacyBudget(tf.keras.callbacks.Callback):
+class PrivacyBudget(keras.callbacks.Callback):
     """Logs `epsilon` after every epoch and stops training before a step would take epsilon past the target.
 
     Reads the model's `privacy` settings and its `dp_steps` counter (a model variable, so checkpoints carry it).

@@ -17,11 +17,12 @@ per-example preconditioning happens in the DP step (models.base asks `per_exampl
 clips); this optimizer holds the state (slots v and G, checkpointed with it) and applies the update.
 """
 import tensorflow as tf
+import tf_keras as keras
 
 VARIANTS = ("rmsprop", "adagrad")
 
 
-class DP2Optimizer(tf.keras.optimizers.legacy.Optimizer):
+class DP2Optimizer(keras.optimizers.legacy.Optimizer):
     def __init__(self, learning_rate=0.01, adaptive_learning_rate=None, delay=100, beta=0.9, epsilon=1e-8,
                  adaptive_clip=None, variant="rmsprop", name="DP2", **kwargs):
         """`learning_rate` (alpha1) for the DP-SGD phases, `adaptive_learning_rate` (alpha2, default alpha1) for the

@@ -14,6 +14,7 @@ run says so in privacy.json. `--seed` never reaches them.
 import os
 
 import tensorflow as tf
+import tf_keras as keras
 
 
 class CheckpointError(RuntimeError):
@@ -25,7 +26,7 @@ INSECURE_NOISE_WARNING = (
     "holds only while that seed stays secret. Anyone who knows it can regenerate the noise and undo it.")
 
 
-class RunCheckpoint(tf.keras.callbacks.Callback):
+class RunCheckpoint(keras.callbacks.Callback):
     """Saves the model and optimizer every `every_steps` DP steps and at every epoch end, keeping the last three."""
 
     def __init__(self, directory: str, model, every_steps: int = 100):

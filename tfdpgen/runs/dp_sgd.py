@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen._compat import TF_PRIVACY_INSTALL, has_tf_privacy
 from tfdpgen.data.images import DataError, public_images
@@ -83,7 +84,7 @@ def train_dp_sgd(config, run) -> str:
     records, labels = records[train], labels[train]
     # Deterministic kernels make a replayed step bit-identical to the lost one (see runs/checkpoints.py); they require a
     # global seed, which only the initial weights depend on (noise and batches come from the run's secrets).
-    tf.keras.utils.set_random_seed(new_seed() % 2**31 if config.seed is None else config.seed)
+    keras.utils.set_random_seed(new_seed() % 2**31 if config.seed is None else config.seed)
     tf.config.experimental.enable_op_determinism()
     with distribution.scope():
         network = family.build(data, config.seed, config.latent_dim, discriminator_steps=config.discriminator_steps,

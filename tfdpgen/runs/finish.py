@@ -56,7 +56,7 @@ def finish_run(run, network, family, dataset, report, statement, verbose=1, inse
     run.delete_secrets()
     if verbose:
         spent = f"in {report['steps']} steps" if "steps" in report else f"in {len(report['releases'])} releases"
-        print(f"spent epsilon={report['epsilon']} at delta={report['delta']:.0e} {spent}; wrote {run.path}/ "
+        print(f"spent epsilon={report['epsilon']:.3g} at delta={report['delta']:.0e} {spent}; wrote {run.path}/ "
               "(privacy.json, samples.png, saved_model/1)")
 
 

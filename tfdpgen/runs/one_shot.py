@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen.models.registry import TABLE
 from tfdpgen.privacy.accounting import ReleaseBudget
@@ -41,7 +42,7 @@ def train_one_shot(config, run) -> str:
                                          config.num_classes)
     train, held_out, split_record = split(len(labels), config.holdout, config.holdout_order)
     delta = config.delta or default_delta(len(train))
-    tf.keras.utils.set_random_seed(config.seed if config.seed is not None else np.random.SeedSequence().entropy % 2**31)
+    keras.utils.set_random_seed(config.seed if config.seed is not None else np.random.SeedSequence().entropy % 2**31)
     options = config.resolved_options()
     built = {option.name: options[option.name] for option in family.options if not option.release}
     network = family.build(data, config.seed if family.data == TABLE else None, **built)

@@ -1,11 +1,12 @@
 """Conv1D and Conv2D (strides, padding, dilation; channels_last, one group): norms from unfolded input patches."""
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen.privacy.clipping.norms import (as_positions, chunked_over_batch, outer_sum_floats, outer_sum_squared_norms,
                                             per_example_size, sum_over_positions, sum_over_positions_squared,
                                             to_kernel_order, unfold)
 
-LAYERS = (tf.keras.layers.Conv1D, tf.keras.layers.Conv2D)
+LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D)
 
 
 def supports(layer, x):
@@ -24,14 +25,14 @@ def forward(layer, x):
 def geometry(layer):
     """(kernel, strides, rates, padding) of the equivalent 2-D convolution; causal inputs arrive padded by `forward`."""
     padding = "VALID" if layer.padding == "causal" else layer.padding.upper()
-    if isinstance(layer, tf.keras.layers.Conv1D):
+    if isinstance(layer, keras.layers.Conv1D):
         return (1, *layer.kernel_size), (1, *layer.strides), (1, *layer.dilation_rate), padding
     return tuple(layer.kernel_size), tuple(layer.strides), tuple(layer.dilation_rate), padding
 
 
 def patches(layer, x):
     """Input patches [B, T, k*k*C_in], in `unfold`'s order."""
-    return as_positions(unfold(x[:, None] if isinstance(layer, tf.keras.layers.Conv1D) else x, *geometry(layer)))
+    return as_positions(unfold(x[:, None] if isinstance(layer, keras.layers.Conv1D) else x, *geometry(layer)))
 
 
 def patch_floats(layer, g):

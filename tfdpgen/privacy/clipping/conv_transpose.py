@@ -1,12 +1,13 @@
 """Conv2DTranspose: the adjoint of a convolution, so its kernel gradient pairs patches of the *output* gradient with
 the layer's input (kernel layout [kh, kw, C_out, C_in])."""
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen.privacy.clipping.norms import (as_positions, chunked_over_batch, outer_sum_floats, outer_sum_squared_norms,
                                             per_example_size, sum_over_positions, sum_over_positions_squared,
                                             to_kernel_order, unfold)
 
-LAYERS = (tf.keras.layers.Conv2DTranspose,)
+LAYERS = (keras.layers.Conv2DTranspose,)
 
 
 def supports(layer, x):

@@ -1,10 +1,11 @@
 """Dense: per-example gradient norms from the layer's input and the gradient of its pre-activation output."""
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen.privacy.clipping.norms import (as_positions, chunked_over_batch, outer_sum_floats, outer_sum_squared_norms,
                                             per_example_size, sum_over_positions, sum_over_positions_squared)
 
-LAYERS = (tf.keras.layers.Dense,)
+LAYERS = (keras.layers.Dense,)
 
 
 def supports(layer, x):

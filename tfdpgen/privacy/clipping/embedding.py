@@ -1,8 +1,9 @@
 """Embedding: example i's gradient row for id v is the sum of g_it over positions t holding v, so
 ||G_i||^2 = sum_{t,s} [id_it == id_is] (g_it . g_is)."""
 import tensorflow as tf
+import tf_keras as keras
 
-LAYERS = (tf.keras.layers.Embedding,)
+LAYERS = (keras.layers.Embedding,)
 
 
 def supports(layer, x):

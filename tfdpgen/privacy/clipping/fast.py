@@ -15,6 +15,7 @@ layers with random draws inside, take per-example Jacobians of the loss (TF's pf
 import logging
 
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen.privacy.clipping import conv, conv_transpose, dense, embedding, layer_norm, recompute
 from tfdpgen.privacy.clipping.norms import chunked_over_batch, sum_of_squares
@@ -53,7 +54,7 @@ class Recorder:
         self.calls = []
 
     def run(self, network, inputs, training=False):
-        if not isinstance(network, tf.keras.Sequential) or reuses_layers(network):
+        if not isinstance(network, keras.Sequential) or reuses_layers(network):
             return self.call_layer(network, inputs, training)
         for layer in network.layers:
             inputs = self.run(layer, inputs, training)

@@ -1,9 +1,10 @@
 """LayerNormalization over the last axis: per-example gradients sum_t x_hat_t * g_t (gamma) and sum_t g_t (beta)."""
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen.privacy.clipping.norms import sum_of_squares, sum_over_positions
 
-LAYERS = (tf.keras.layers.LayerNormalization,)
+LAYERS = (keras.layers.LayerNormalization,)
 
 
 def supports(layer, x):

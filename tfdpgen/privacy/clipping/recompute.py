@@ -8,11 +8,12 @@ example, and memory stays at a chunk of examples times the layer's parameters. T
 backward pass, as for every other layer.
 """
 import tensorflow as tf
+import tf_keras as keras
 
 from tfdpgen.privacy.clipping.norms import chunked_over_batch, per_example_size
 
-STOCHASTIC = (tf.keras.layers.Dropout, tf.keras.layers.GaussianNoise, tf.keras.layers.GaussianDropout,
-              tf.keras.layers.AlphaDropout)
+STOCHASTIC = (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
+              keras.layers.AlphaDropout)
 
 
 def repeatable(layer, training) -> bool:
