@@ -261,12 +261,12 @@ def main():
     parser.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS + TORCH_FRAMEWORKS,
                         help="default: the TensorFlow ones, and PyTorch/Opacus when torch and opacus are installed")
     parser.add_argument("--quick", action="store_true", help="batch 256 only")
-    parser.add_argument("--markdown", action="store_true", help="print the README table from the results file, run nothing")
+    parser.add_argument("--markdown", action="store_true", help="print the table of docs/benchmarks.md from the results file, run nothing")
     parser.add_argument("--one", nargs=3, metavar=("FRAMEWORK", "MODEL", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.markdown:
         with open(os.path.join(HERE, "results", "dp_step_speed.json")) as f:
-            markdown(json.load(f)["results"])
+            print(markdown(json.load(f)["results"]))
         return
     if args.one:
         framework, model_name, batch = args.one
@@ -342,12 +342,12 @@ HEADERS = {"keras": "Keras", "tfp_vectorized": "TF Privacy vectorized",
 
 
 def markdown(results):
-    """The README's table: examples/s (times slower than the framework's own plain step), resident memory, and for
+    """The table of docs/benchmarks.md: examples/s (times slower than the framework's own plain step), resident memory, and for
     Keras and tfdpgen the step's peak tensor memory (times plain Keras')."""
     keyed = {(r["framework"], r["model"], r["batch"]): r for r in results}
     frameworks = [f for f in FRAMEWORKS + TORCH_FRAMEWORKS if any(r["framework"] == f for r in results)]
-    print("| model | batch | " + " | ".join(HEADERS[f] for f in frameworks) + " |")
-    print("|---|---|" + "---|" * len(frameworks))
+    lines = ["| model | batch | " + " | ".join(HEADERS[f] for f in frameworks) + " |",
+             "|---|---|" + "---|" * len(frameworks)]
     for model_name in MODELS:
         for batch in sorted({r["batch"] for r in results if r["model"] == model_name}):
             cells = []
@@ -366,7 +366,8 @@ def markdown(results):
                     if framework == "tfdpgen" and plain.get("step_tensors_mb"):
                         cell += f" ({r['step_tensors_mb'] / plain['step_tensors_mb']:.2f}x)"
                 cells.append(f"**{cell}**" if framework == "tfdpgen" else cell)
-            print(f"| {NAMES[model_name]} | {batch} | " + " | ".join(cells) + " |")
+            lines.append(f"| {NAMES[model_name]} | {batch} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
