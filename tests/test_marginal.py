@@ -5,6 +5,7 @@ import itertools
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -173,10 +174,14 @@ def test_the_fit_keeps_columns_no_measurement_links_independent():
 def test_aim_spends_exactly_its_budget_and_measures_what_the_model_misses():
     codes, schema = xor_table()
     model = DPMarginalTable(schema, components=16, seed=0, fit_steps=50)
-    ledger, rho = PrivacyLedger(), 0.5
+    ledger, rho, lines = PrivacyLedger(), 0.5, []
     measurements = run_aim(codes, model.sizes, model.condition_index, rho, model, np.random.default_rng(4), ledger,
-                           ["a", "b", "noise", "label"], log=lambda line: None)
+                           ["a", "b", "noise", "label"], log=lines.append, delta=1e-5)
     assert ledger.rho == pytest.approx(rho, rel=1e-9)
+    # progress: every round's line says the epsilon spent so far, growing to the budget's
+    spent = [float(re.search(r"epsilon ([0-9.]+) so far", line).group(1)) for line in lines]
+    assert len(spent) == len(lines) == 1 + sum(line.startswith("round") for line in lines)
+    assert spent == sorted(spent) and spent[-1] == pytest.approx(epsilon_for_rho(rho, 1e-5), rel=1e-2)
     assert [m.clique for m in measurements[:4]] == [(0,), (1,), (2,), (3,)]
     kinds = [release.mechanism for release in ledger.releases]
     assert kinds[:4] == ["gaussian"] * 4 and kinds[4::2] == ["exponential"] * (len(kinds[4:]) // 2)

@@ -294,7 +294,7 @@ class DPMarginalTable(keras.Model):
         if budget is not None:
             log = print if verbose else (lambda line: None)
             measurements = run_aim(codes, self.sizes, self.condition_index, budget.rho, self, rng, ledger, names,
-                                   max_cells, log=log)
+                                   max_cells, log=log, delta=budget.delta)
         else:
             measurements = measure_exactly(codes, self.sizes, self.condition_index, max_cells)
         self.fit(measurements, estimate_total(measurements), steps=FINAL_FIT_STEPS)

@@ -176,7 +176,9 @@ class DPMERF(keras.Model):
                                     ledger, EMBEDDINGS)
         counts = self.set_release(sums)
         if verbose:
-            print("released class counts: " + ", ".join(f"{count:.0f}" for count in counts))
+            spent = (f"epsilon {ledger.epsilon(budget.delta):.3g} spent, all of it; the fit is post-processing"
+                     if budget is not None else "no noise: not DP")
+            print(f"released the embeddings ({spent}); class counts: " + ", ".join(f"{count:.0f}" for count in counts))
         self.fit(fit_steps, seed=seed, verbose=verbose)
         return {}
 

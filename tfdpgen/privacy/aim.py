@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
+from tfdpgen.privacy.accounting import epsilon_for_rho
 from tfdpgen.privacy.ledger import PrivacyLedger
 from tfdpgen.privacy.releases import exponential_choice, gaussian_release
 
@@ -96,9 +97,10 @@ def measure_exactly(codes, sizes, target: int, max_cells: int) -> List[Measureme
 
 def run_aim(codes: np.ndarray, sizes, target: int, rho: float, model, rng: np.random.Generator,
             ledger: PrivacyLedger, names, max_cells: int = 10_000, rounds: int = None,
-            log: Callable[[str], None] = print) -> List[Measurement]:
+            log: Callable[[str], None] = print, delta: float = None) -> List[Measurement]:
     """Spend exactly `rho` (zCDP) on the private `codes` [N, columns] (column j in [0, sizes[j])) and return the
-    measurements; `model` ends fitted to them. `names` name the columns in the ledger and the log."""
+    measurements; `model` ends fitted to them. `names` name the columns in the ledger and the log; with `delta`, the
+    log says the epsilon spent so far after every round."""
     if not rho > 0:
         raise ValueError(f"AIM needs a positive zCDP budget rho, got {rho}.")
     check_workload(sizes, target, max_cells, names)
@@ -120,6 +122,8 @@ def run_aim(codes: np.ndarray, sizes, target: int, rho: float, model, rng: np.ra
                                                                  f"marginal {label(clique)}"), sigma))
         used += 0.5 / sigma ** 2
     started = time.time()
+    spent = lambda: f"; epsilon {epsilon_for_rho(used, delta):.3g} so far" if delta else ""  # noqa: E731
+    log(f"measured the {columns} one-way marginals (sigma {sigma:.1f}){spent()}")
     model.fit(measurements, estimate_total(measurements))
     round_number = 0
     while rho - used > 1e-12 * rho:
@@ -143,7 +147,7 @@ def run_aim(codes: np.ndarray, sizes, target: int, rho: float, model, rng: np.ra
         model.fit(measurements, total)
         moved = np.abs(total * model.marginal(chosen) - before).sum()
         log(f"round {round_number}: measured {label(chosen)} ({answers[chosen].size} cells, sigma {sigma:.1f}); "
-            f"budget used {used / rho:.1%}; {time.time() - started:.0f} s")
+            f"budget used {used / rho:.1%}{spent()}; {time.time() - started:.0f} s")
         if moved <= math.sqrt(2 / math.pi) * sigma * answers[chosen].size:
             sigma, epsilon = sigma / 2, epsilon * 2
     return measurements

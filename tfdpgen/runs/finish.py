@@ -55,7 +55,8 @@ def finish_run(run, network, family, dataset, report, statement, verbose=1, inse
     run.write_report(report)
     run.delete_secrets()
     if verbose:
-        spent = f"in {report['steps']} steps" if "steps" in report else f"in {len(report['releases'])} releases"
+        count, unit = (report["steps"], "step") if "steps" in report else (len(report["releases"]), "release")
+        spent = f"in {count} {unit}" + ("" if count == 1 else "s")
         print(f"spent epsilon={report['epsilon']:.3g} at delta={report['delta']:.0e} {spent}; wrote {run.path}/ "
               "(privacy.json, samples.png, saved_model/1)")
 
