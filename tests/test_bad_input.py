@@ -131,6 +131,7 @@ RUN_CASES = [
     (["sample", "--run", "{run}", "-n", "0"], "--num-samples must be at least 1"),
     (["sample", "--run", "{run}", "-n", "100000000"], "this model answers 1 to 10000 per request"),
     (["sample", "--run", "{run}", "--labels", "3", "12"], "--labels must be in [0, 10)"),
+    (["sample", "--run", "{run}", "-n", "20", "--labels", "3", "4"], "-n 20 and 2 --labels disagree"),
     (["sample", "--run", "{run}", "--out", "{tmp}/samples.txt"], "--out must end in .npy, .csv or .png"),
     (["sample", "--run", "{run}", "--out", "{tmp}/no/such/folder/samples.png"], "does not exist"),
     (["sample", "--run", "{tmp}/missing"], "--run {tmp}/missing is not a directory"),

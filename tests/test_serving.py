@@ -151,6 +151,10 @@ def test_sample_command_local_and_through_a_server(runs, served, tmp_path, capsy
     assert cli.main(["sample", "--server", f"127.0.0.1:{served.port}", "--model-name", "digits", "--labels", "1", "2",
                      "--out", str(tmp_path / "s.npy")]) == 0
     assert np.load(tmp_path / "s.npy").shape == (2, 8, 8, 1)
+    # one label and -n: that many of its class (bug caught: -n was dropped and one sample written)
+    assert cli.main(["sample", "--server", f"127.0.0.1:{served.port}", "--model-name", "digits", "--labels", "3",
+                     "-n", "5", "--out", str(tmp_path / "threes.npy")]) == 0
+    assert np.load(tmp_path / "threes.npy").shape == (5, 8, 8, 1)
     assert cli.main(["sample", "--server", f"127.0.0.1:{served.rest_port}", "--rest", "--model-name", "digits",
                      "-n", "4", "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
