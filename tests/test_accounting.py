@@ -120,3 +120,30 @@ def test_unreachable_target_fails_before_training():
     with pytest.raises(PrivacySettingsError, match="cannot be reached"):
         tfdpgen.PrivacySettings(dataset_size=1000, batch_size=500, epochs=1, noise_multiplier=0.3,
                                 target_epsilon=0.01).resolved()
+
+
+def test_dropped_renyi_orders_are_not_printed_and_other_accounting_warnings_are(capsys):
+    """Bug caught: with dp-accounting 0.6 (Colab's Python 3.13) every command printed dozens of "WARNING:absl:
+    _compute_log_a_frac failed to converge ... Excluding this order" lines after the noise was calibrated, because the
+    calibration's quieting restored absl's verbosity to WARNING. The line is dp-accounting's own, logged as it logs it."""
+    import logging
+
+    from absl import logging as absl_logging
+
+    import tfdpgen.privacy.ledger  # noqa: F401  (installs the filter)
+
+    handler = logging.StreamHandler()  # where Python's last-resort handler would print, made explicit
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addHandler(handler)
+    level = absl_logger.level
+    absl_logger.setLevel(logging.WARNING)  # a command run in this process may have set ERROR
+    try:
+        absl_logging.warning("_compute_log_a_frac failed to converge after %d iterations with q=%f, sigma=%f, "
+                             "alpha=%f. Excluding this order from the epsilon computation.", 1000, 0.178, 1.43, 1.1)
+        absl_logging.warning("an accounting warning a user must read")
+    finally:
+        absl_logger.removeHandler(handler)
+        absl_logger.setLevel(level)
+    err = capsys.readouterr().err
+    assert "failed to converge" not in err
+    assert "an accounting warning a user must read" in err

@@ -9,7 +9,6 @@ import functools
 import math
 
 import dp_accounting
-from absl import logging as absl_logging
 
 from tfdpgen.privacy.ledger import PrivacyLedger, epsilon_of, equivalent_gaussian, make_accountant
 
@@ -60,18 +59,11 @@ def calibrate_noise_multiplier(target_epsilon: float, delta: float, sampling_pro
     if accountant == "pld":
         rdp_noise = calibrate_noise_multiplier(target_epsilon, delta, sampling_probability, steps, "rdp", release)
         bracket = dp_accounting.ExplicitBracketInterval(0.5 * rdp_noise, rdp_noise)
-    # dp-accounting 0.6 warns for each RDP order it drops while the search tries small noise at large q (the bound
-    # over the remaining orders is still an upper bound): a wall of lines per run, so quiet during the search only.
-    verbosity = absl_logging.get_verbosity()
-    absl_logging.set_verbosity(absl_logging.ERROR)
-    try:
-        return float(dp_accounting.calibrate_dp_mechanism(
-            lambda: make_accountant(accountant),
-            lambda z: dp_sgd_ledger(z, sampling_probability, steps, accountant, release).event(),
-            target_epsilon, delta, bracket_interval=bracket, tol=1e-5,
-        ))
-    finally:
-        absl_logging.set_verbosity(verbosity)
+    return float(dp_accounting.calibrate_dp_mechanism(
+        lambda: make_accountant(accountant),
+        lambda z: dp_sgd_ledger(z, sampling_probability, steps, accountant, release).event(),
+        target_epsilon, delta, bracket_interval=bracket, tol=1e-5,
+    ))
 
 
 def max_steps_within(target_epsilon: float, noise_multiplier: float, sampling_probability: float, delta: float,
