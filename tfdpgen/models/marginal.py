@@ -214,7 +214,7 @@ class DPMarginalTable(keras.Model):
 
     def record_losses(self, features, labels) -> np.ndarray:
         """-log p(record) of encoded records (data.tables' encoding): the loss a membership attack thresholds."""
-        codes = table_codes(TableData(np.asarray(features), np.asarray(labels), self.schema, ""), self.bins)
+        codes = table_codes(TableData.from_features(np.asarray(features), labels, self.schema), self.bins)
         return -self.record_log_likelihood(codes).numpy()
 
     def generate(self, z, labels=None):

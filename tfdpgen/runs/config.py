@@ -9,7 +9,7 @@ import math
 import os
 from typing import Optional
 
-from tfdpgen.data.tables import DATAFRAME, TABLES, TableSchema, is_frame
+from tfdpgen.data.tables import DATAFRAME, TABLES, TableSchema, is_frame, table_name
 from tfdpgen.models.diffusion import PRETRAIN_EPOCHS
 from tfdpgen.models.registry import DP_SGD, FAMILIES, TABLE, Family, family as find_family
 from tfdpgen.privacy.ledger import ACCOUNTANTS
@@ -91,6 +91,8 @@ class RunConfig:
             settings["schema"] = settings["schema"].to_dict()  # run.json records the schema as given
         if settings.get("data_dir") is not None:
             settings["data_dir"] = os.path.abspath(settings["data_dir"])
+        if dataset is None and family.data == TABLE and settings.get("schema") is not None and settings.get("data_dir"):
+            dataset = table_name(settings["data_dir"])  # the user's table, named as the user gave it
         config = cls(family=family, dataset=dataset or family.default_dataset, frame=frame, options=options,
                      performance=Performance(engine, strategy, devices, checkpoint_every), **settings)
         config.check()

@@ -16,7 +16,7 @@ from tfdpgen.privacy.report import ledger_report
 from tfdpgen.privacy.settings import default_delta
 from tfdpgen.runs.checkpoints import INSECURE_NOISE_WARNING
 from tfdpgen.runs.finish import closing_accuracy_line, finish_run
-from tfdpgen.runs.split import load_records, split
+from tfdpgen.runs.split import load_data, split
 
 COMPOSITION = {
     "rdp": "each release enters by its zCDP bound (Gaussian: sensitivity^2/(2 sigma^2); exponential mechanism: "
@@ -38,9 +38,9 @@ def train_one_shot(config, run) -> str:
     """Train the one-shot run `config` (runs.config.RunConfig) into `run` (a new RunDirectory)."""
     family, verbose, private = config.family, config.verbose, config.private
     run.refuse_unfinished(family.name)
-    records, labels, data = load_records(family, config.dataset, config.data_dir, config.schema, config.frame,
-                                         config.num_classes)
-    train, held_out, split_record = split(len(labels), config.holdout, config.holdout_order)
+    # The data only: a table stays in its compact codes (the networks' one-hot rows of ten million records would not fit)
+    data = load_data(family, config.dataset, config.data_dir, config.schema, config.frame, config.num_classes)
+    train, held_out, split_record = split(len(data.labels), config.holdout, config.holdout_order)
     delta = config.delta or default_delta(len(train))
     keras.utils.set_random_seed(config.seed if config.seed is not None else np.random.SeedSequence().entropy % 2**31)
     options = config.resolved_options()
@@ -67,7 +67,8 @@ def train_one_shot(config, run) -> str:
     report = release_report(ledger, budget, delta, len(train), network.method, **extra)
     finish_run(run, network, family, config.dataset, report, network.privacy_text(report), verbose,
                config.insecure_noise_seed is not None)
-    closing = closing_accuracy_line(network, family, records[held_out], labels[held_out], config.dataset)
+    closing = None if family.data == TABLE else closing_accuracy_line(network, family, data.images[held_out],
+                                                                      data.labels[held_out], config.dataset)
     if verbose and closing:
         print(closing)
     return run.path

@@ -9,14 +9,19 @@ HOLDOUT_ORDERS = ("random", "tail")
 HOLDOUT_SEED = 0  # public: which records are held out is not a secret, the records are
 
 
-def load_records(family, dataset, data_dir, schema, frame=None, num_classes=None):
-    """(records, labels, the loaded data) for `family` (a registry record): an image set of `num_classes` declared
-    classes, or an encoded table (`frame`: a DataFrame)."""
+def load_data(family, dataset, data_dir, schema, frame=None, num_classes=None):
+    """The data of a run of `family` (a registry record): an image set of `num_classes` declared classes, or a table
+    coded compactly by its schema (`frame`: a DataFrame)."""
     if family.data == TABLE:
-        table = load_table(dataset, data_dir, schema, frame)
-        return table.features, table.labels, table
-    images = load_images(dataset, data_dir, num_classes)
-    return images.images, images.labels, images
+        return load_table(dataset, data_dir, schema, frame)
+    return load_images(dataset, data_dir, num_classes)
+
+
+def load_records(family, dataset, data_dir, schema, frame=None, num_classes=None):
+    """(records, labels, the loaded data): the records as the networks take them (images, or a table's encoded
+    rows)."""
+    data = load_data(family, dataset, data_dir, schema, frame, num_classes)
+    return (data.features if family.data == TABLE else data.images), data.labels, data
 
 
 def held_out_count(size: int, holdout) -> int:
