@@ -59,6 +59,20 @@ def bandwidth_row(multiplier, epsilon, seed, data, train, test, fit_steps):
             "frequencies": model.frequencies, "tstr_accuracy": accuracy, "seconds": time.time() - begun}
 
 
+def markdown(rows) -> str:
+    """Mean TSTR over the seeds for each fit length, epsilon and multiple of the median heuristic."""
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["fit_steps"], row["target_epsilon"], row["multiplier"]), []).append(row)
+    lines = ["| fit steps | epsilon | bandwidth^2 (x the median heuristic) | TSTR on the held-out digits (seeds) |",
+             "|---|---|---|---|"]
+    for (steps, epsilon, multiplier), group in sorted(groups.items()):
+        scores = [row["tstr_accuracy"] for row in sorted(group, key=lambda row: row["seed"])]
+        lines.append(f"| {steps} | {epsilon:g} | {group[0]['bandwidth_squared']:.2f} ({multiplier:g}x) | "
+                     f"{np.mean(scores):.3f} ({', '.join(f'{s:.3f}' for s in scores)}) |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--multipliers", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0, 3.0])
@@ -66,9 +80,13 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--fit-steps", type=int, default=DEFAULT_FIT_STEPS)
     parser.add_argument("--output", default=os.path.join(HERE, "results", "merf_bandwidth.json"))
+    parser.add_argument("--markdown", action="store_true", help="print the table of the output's rows and stop")
     args = parser.parse_args()
-    data, train, test = digits_split()
     rows = json.load(open(args.output))["rows"] if os.path.exists(args.output) else []
+    if args.markdown:
+        print(markdown(rows))
+        return
+    data, train, test = digits_split()
     key = lambda row: (row["multiplier"], row["target_epsilon"], row["seed"], row["fit_steps"])  # noqa: E731
     for epsilon in args.epsilons:
         for multiplier in args.multipliers:
@@ -80,13 +98,7 @@ def main():
                 with open(args.output, "w") as f:
                     json.dump({"data": "scikit-learn digits, 1,297 train / 500 held out (public)", "rows": rows}, f,
                               indent=1)
-    print("\nmultiplier  epsilon  mean TSTR (seeds)")
-    for epsilon in args.epsilons:
-        for multiplier in args.multipliers:
-            scores = [row["tstr_accuracy"] for row in rows
-                      if row["multiplier"] == multiplier and row["target_epsilon"] == epsilon
-                      and row["fit_steps"] == args.fit_steps]
-            print(f"{multiplier:10g}  {epsilon:7g}  {np.mean(scores):.3f} ({', '.join(f'{s:.3f}' for s in scores)})")
+    print(markdown(rows))
 
 
 if __name__ == "__main__":
