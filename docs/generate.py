@@ -168,9 +168,11 @@ def tables() -> dict:
     return {
         "privacy_utility": benchmark_script("privacy_utility").table(results("privacy_utility")["rows"]),
         "digits_runs": digits_table(results("digits_runs")),
+        "merf_bandwidth": benchmark_script("merf_bandwidth").markdown(results("merf_bandwidth")["rows"]),
         "tabular_utility": benchmark_script("tabular_utility").markdown(results("tabular_utility")["rows"]),
         "marginal_independence": benchmark_script("marginal_independence").markdown(
             results("marginal_independence")["rows"]),
+        "table_scale": benchmark_script("table_scale").markdown(results("table_scale")["rows"]),
         "serving_throughput": serving_table(results("serving_throughput")),
         "dp_step_speed": benchmark_script("dp_step_speed").markdown(results("dp_step_speed")["results"]),
         "dp2_convergence": dp2_table(results("dp2_convergence")),
