@@ -26,7 +26,6 @@ from tfdpgen.evaluation.images import tstr_accuracy  # noqa: E402
 from tfdpgen.models.merf import DEFAULT_FIT_STEPS, DPMERF, median_heuristic  # noqa: E402
 from tfdpgen.privacy.accounting import ReleaseBudget  # noqa: E402
 from tfdpgen.privacy.ledger import PrivacyLedger  # noqa: E402
-from tfdpgen.privacy.releases import gaussian_release  # noqa: E402
 
 HELD_OUT = 500
 TSTR_SAMPLES = 5000
@@ -43,14 +42,10 @@ def bandwidth_row(multiplier, epsilon, seed, data, train, test, fit_steps):
     bandwidth_squared = multiplier * median_heuristic(data.images) * 64
     model = DPMERF(image_shape=(8, 8, 1), num_classes=10, bandwidth=bandwidth_squared ** 0.5)
     begun = time.time()
-    sums = model.release_statistic(data.images[train], data.labels[train])
     ledger = PrivacyLedger("pld")
-    if epsilon is not None:
-        budget = ReleaseBudget(epsilon, 1e-5, "pld")
-        sums = gaussian_release(sums, budget.single_gaussian_stddev(model.sensitivity), model.sensitivity,
-                                np.random.default_rng(1000 + seed), ledger, "embeddings")
-    model.set_release(sums)
-    model.fit(fit_steps, seed=seed, verbose=0)
+    budget = None if epsilon is None else ReleaseBudget(epsilon, 1e-5, "pld")
+    model.release_and_fit(data, train, budget, np.random.default_rng(1000 + seed), ledger, seed=seed,
+                          fit_steps=fit_steps, verbose=0)
     labels = np.arange(TSTR_SAMPLES) % 10
     images = model.sample(TSTR_SAMPLES, seed=seed, labels=labels)
     accuracy = tstr_accuracy(images, labels, data.images[test], data.labels[test], 10, epochs=20, seed=seed)

@@ -123,33 +123,28 @@ def test_a_csv_read_in_chunks_codes_as_the_dataframe_does_compactly(tmp_path):
     assert table_codes(chunked, 16).dtype == np.uint8
 
 
-def test_a_bad_cell_is_named_by_its_row_in_the_file_across_chunks_the_first_row_first(tmp_path):
+@pytest.mark.parametrize("bad_rows, message", [
+    ({13: "40,maybe,0,ill", 11: "40,yes,7,ill"},  # an earlier column in a later row; the earlier row is reported
+     r"^row 11, column 'visits': '7' is not one of the declared values"),
+    ({13: "40,maybe,0,ill", 17: "40,yes,0"}, r"^row 13, column 'smoker': 'maybe'"),
+    ({13: "abc,yes,0,ill", 17: "40,yes,0"}, r"^row 13, column 'age': 'abc' is not a number"),
+    ({17: "40,yes,0"}, r"^row 17, column 'outcome': the value is missing"),  # a short row: its outcome is missing
+])
+def test_a_bad_cell_is_named_by_its_row_in_the_file_across_chunks_the_first_row_first(tmp_path, bad_rows, message):
     """Bug this guards against: coding a column at a time (and a chunk at a time) must still name the first bad row
     of the file, counted from its first record, and within it the first bad column."""
-    rows = ["40,yes,0,ill"] * 20
-    rows[13] = "40,maybe,0,ill"   # smoker, an earlier column, in a later row
-    rows[11] = "40,yes,7,ill"     # visits, in the earlier row: this one is reported
-    rows[17] = "40,yes,0"         # a short row: its outcome is missing
+    rows = [bad_rows.get(number, "40,yes,0,ill") for number in range(20)]
     path = tmp_path / "patients.csv"
     path.write_text("age,smoker,visits,outcome\n" + "\n".join(rows) + "\n")
-    schema = TableSchema.from_dict(SCHEMA)
-    with pytest.raises(DataError, match=r"^row 11, column 'visits': '7' is not one of the declared values"):
-        read_csv(str(path), schema, chunk_rows=4)
-    rows[11] = "40,yes,0,ill"
-    path.write_text("age,smoker,visits,outcome\n" + "\n".join(rows) + "\n")
-    with pytest.raises(DataError, match=r"^row 13, column 'smoker': 'maybe'"):
-        read_csv(str(path), schema, chunk_rows=4)
-    rows[13] = "abc,yes,0,ill"
-    path.write_text("age,smoker,visits,outcome\n" + "\n".join(rows) + "\n")
-    with pytest.raises(DataError, match=r"^row 13, column 'age': 'abc' is not a number"):
-        read_csv(str(path), schema, chunk_rows=4)
-    rows[13] = "40,yes,0,ill"
-    path.write_text("age,smoker,visits,outcome\n" + "\n".join(rows) + "\n")
-    with pytest.raises(DataError, match=r"^row 17, column 'outcome': the value is missing"):
-        read_csv(str(path), schema, chunk_rows=4)
+    with pytest.raises(DataError, match=message):
+        read_csv(str(path), TableSchema.from_dict(SCHEMA), chunk_rows=4)
+
+
+def test_a_csv_without_a_declared_column_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "patients.csv"
     path.write_text("age,smoker,outcome\n40,yes,ill\n")
     with pytest.raises(DataError, match=r"has no column 'visits' declared in the schema \(its header names"):
-        read_csv(str(path), schema)
+        read_csv(str(path), TableSchema.from_dict(SCHEMA))
 
 
 def test_a_users_csv_is_named_as_the_user_gave_it(tmp_path, capsys):

@@ -263,8 +263,8 @@ def start_tensorflow_quietly() -> None:
     """Start TensorFlow without its C++ logs (the probing for CUDA and CPU features at import, then "failed call to
     cuInit" where there is no GPU) and with TensorFlow's and absl's Python loggers at ERROR: a command prints its own
     lines and Keras' progress bars (dp-accounting's "failed to converge ... excluding this order" lines are dropped
-    wherever tfdpgen runs: privacy/ledger.py). A user who set TF_CPP_MIN_LOG_LEVEL, or imported TensorFlow already (calling `main` from Python),
-    keeps what they chose."""
+    wherever tfdpgen runs: privacy/ledger.py). A user who set TF_CPP_MIN_LOG_LEVEL, or imported TensorFlow already
+    (calling `main` from Python), keeps what they chose."""
     if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"

@@ -211,7 +211,7 @@ def encode_columns(columns: dict, schema: TableSchema, first_row: int = 0) -> Ta
     if bad:
         row, index = min(bad)
         column = schema.columns[index]
-        check = _category_code if column.type == "categorical" else _scaled_number
+        check = _category_code if column.type == "categorical" else _number
         check(columns[column.name][row], column, first_row + row)  # raises the cell's own message
         raise AssertionError(f"row {first_row + row}, column {column.name!r} was refused and then accepted")
     features = schema.features
@@ -285,10 +285,6 @@ def _number(value, column: Column, number: int) -> float:
     if not np.isfinite(number_value):
         raise DataError(f"row {number}, column {column.name!r}: {value!r} is not a finite number.")
     return number_value
-
-
-def _scaled_number(value, column: Column, number: int) -> float:
-    return 2 * (_number(value, column, number) - column.min) / (column.max - column.min) - 1
 
 
 def _is_missing(value) -> bool:

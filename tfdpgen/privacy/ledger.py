@@ -23,6 +23,7 @@ from typing import List
 import dp_accounting
 
 ACCOUNTANTS = ("rdp", "pld")
+GAUSSIAN, EXPONENTIAL, DP_SGD_STEPS = "gaussian", "exponential", "dp_sgd_steps"
 
 
 class _DroppedRenyiOrders(logging.Filter):
@@ -36,7 +37,6 @@ class _DroppedRenyiOrders(logging.Filter):
 
 
 logging.getLogger("absl").addFilter(_DroppedRenyiOrders())
-GAUSSIAN, EXPONENTIAL, DP_SGD_STEPS = "gaussian", "exponential", "dp_sgd_steps"
 
 
 def make_accountant(accountant: str) -> dp_accounting.PrivacyAccountant:
